@@ -35,7 +35,7 @@ def _eval(args):
     result = {split: evaluate(model, getattr(corpus, split), config.eval_batch, config.bptt)
               for split in args.splits}
     print(json.dumps({"checkpoint": args.checkpoint, "epoch": meta["epoch"],
-                      **{f"{k}_ppl": round(v, 3) for k, v in result.items()}}, indent=2))
+                      **{f"{k}_ppl": v for k, v in result.items()}}, indent=2))
 
 
 def main(argv=None):

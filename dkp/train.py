@@ -84,13 +84,16 @@ class Trainer:
                 layer.W.begin_batch(self.rng)
             loss, state, cache = model.forward(x, y, state, rng=self.rng)
             if not math.isfinite(loss):
-                bar.close()
+                if bar is not None:
+                    bar.close()
                 raise TrainingDiverged(f"the training loss became {loss} at epoch {self.epoch + 1}, "
                                        f"window {i + 1} (step {self.step + 1}, lr {lr:g}); try a lower "
                                        f"learning rate or gradient clip")
             grads = model.backward(cache, scale=x.shape[0])
             clip_global_norm(grads, cfg.clip)
             self.optimizer.step(model.params, grads)
+            for layer in model.layers:
+                layer.W.after_update()
             self.step += 1
             total += loss * x.size
             count += x.size

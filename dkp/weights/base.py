@@ -15,6 +15,12 @@ The one rule that makes the LSTM fast: a cache is a tuple of arrays whose first 
 row. W acts on each row independently, so the caches of T timesteps can be concatenated row-wise
 and the parameter gradients of a whole sequence computed in one call (one large matrix product
 instead of T small ones). `stack_caches` does that.
+
+Two hooks, no-ops by default, let the training loop drive matrices that have state between steps:
+
+    W.begin_batch(rng)    # once per training minibatch, before its forward: draw dropout masks from
+                          # this numpy Generator (co-matrix dropout; Numba's RNG is never used)
+    W.after_update()      # after every optimizer step: re-impose constraints (zeros off a mask)
 """
 from __future__ import annotations
 
@@ -30,6 +36,12 @@ def check_matrix_shape(shape, name="shape"):
     if m <= 0 or n <= 0:
         raise ValueError(f"{name} must be a pair (rows, cols) of positive integers, got {shape!r}")
     return m, n
+
+
+def product_init_bound(scale, n_terms):
+    """Bound a of U(-a, a) factors such that a sum of `n_terms` products of two such factors has the
+    variance of U(-scale, scale): n_terms * (a^2/3)^2 = scale^2/3."""
+    return float(np.sqrt(np.sqrt(3.0) * scale / np.sqrt(n_terms)))
 
 
 def stack_caches(caches):
@@ -65,6 +77,10 @@ class GateMatrix:
     def backward(self, dy, cache):
         """Both gradients: (dx, {name: dparam})."""
         return self.backward_input(dy, cache), self.backward_params(dy, cache)
+
+    # --- hooks for the training loop (no-ops unless a subclass needs them) -----------------------
+    def after_update(self):
+        """Called after every optimizer update of `params` (e.g. to keep pruned weights at zero)."""
 
     def begin_batch(self, rng):
         """Called once per training minibatch with the trainer's NumPy Generator, before the forward

@@ -1,0 +1,69 @@
+"""The LSTM layer's hand-written BPTT against finite differences (float64), and step == sequence."""
+import numpy as np
+import pytest
+
+from dkp.gradcheck import entrywise
+from dkp.lstm import LSTMLayer
+from dkp.weights import Dense
+
+T, B, IN, H = 5, 3, 4, 6
+
+
+def make_layer(rng):
+    W = Dense(rng.uniform(-0.5, 0.5, (4 * H, IN + H)))
+    return LSTMLayer(W, rng.uniform(-0.5, 0.5, 4 * H), IN, H)
+
+
+def make_problem(rng):
+    layer = make_layer(rng)
+    x = rng.standard_normal((T, B, IN))
+    h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    R, Rh, Rc = rng.standard_normal((T, B, H)), rng.standard_normal((B, H)), rng.standard_normal((B, H))
+
+    def loss():  # a generic scalar of every output, final state included
+        hs, (hT, cT), _ = layer.forward(x, (h0, c0))
+        return float(np.sum(R * hs) + np.sum(Rh * hT) + np.sum(Rc * cT))
+
+    hs, _, cache = layer.forward(x, (h0, c0))
+    dx, grads, (dh0, dc0) = layer.backward(R.copy(), cache, dstate=(Rh.copy(), Rc.copy()))
+    return layer, loss, x, h0, c0, dx, grads, dh0, dc0
+
+
+def test_lstm_parameter_gradients(rng):
+    layer, loss, *_, grads, _, _ = make_problem(rng)
+    assert entrywise(loss, layer.W.params["W"], grads["W"]) < 1e-6
+    assert entrywise(loss, layer.b, grads["b"]) < 1e-6
+
+
+def test_lstm_input_and_state_gradients(rng):
+    _, loss, x, h0, c0, dx, _, dh0, dc0 = make_problem(rng)
+    assert entrywise(loss, x, dx) < 1e-6
+    assert entrywise(loss, h0, dh0) < 1e-6
+    assert entrywise(loss, c0, dc0) < 1e-6
+
+
+def test_gradcheck_catches_a_wrong_gradient(rng):
+    layer, loss, *_, grads, _, _ = make_problem(rng)
+    wrong = grads["W"] * 1.001  # off by 0.1% everywhere
+    assert entrywise(loss, layer.W.params["W"], wrong) > 1e-4
+
+
+def test_step_by_step_equals_whole_sequence(rng):
+    layer = make_layer(rng)
+    x = rng.standard_normal((T, B, IN))
+    state = (rng.standard_normal((B, H)), rng.standard_normal((B, H)))
+    hs, final, _ = layer.forward(x, state)
+    s, outs = state, []
+    for t in range(T):
+        h1, s, _ = layer.forward(x[t:t + 1], s)
+        outs.append(h1[0])
+    np.testing.assert_allclose(np.stack(outs), hs, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(s[0], final[0], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(s[1], final[1], rtol=0, atol=1e-14)
+
+
+def test_bad_shapes_are_named(rng):
+    with pytest.raises(ValueError, match=r"W must have shape \(4 \* hidden_size"):
+        LSTMLayer(Dense(np.zeros((4 * H, IN))), np.zeros(4 * H), IN, H)
+    with pytest.raises(ValueError, match="b must have shape"):
+        LSTMLayer(Dense(np.zeros((4 * H, IN + H))), np.zeros(H), IN, H)

@@ -1,0 +1,79 @@
+"""The whole language model against finite differences (float64): every parameter entry on a small
+model, and random directions through all parameters at once, with dropout on (fixed masks)."""
+import numpy as np
+import pytest
+
+from dkp.gradcheck import directional, entrywise
+from dkp.model import LanguageModel
+
+V, H, L, T, B = 13, 5, 2, 4, 3
+
+
+def make(dropout=0.3, seed=0):
+    model = LanguageModel(V, H, L, dropout=dropout, init_scale=0.5, seed=seed, dtype=np.float64)
+    rng = np.random.default_rng(seed + 1)
+    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    state = [(rng.standard_normal((B, H)), rng.standard_normal((B, H))) for _ in range(L)]
+    scale = float(T)  # the trainer's objective: summed over time, averaged over the batch
+
+    def loss():  # the same dropout masks at every call
+        return scale * model.forward(x, y, state, rng=np.random.default_rng(99))[0]
+
+    _, _, cache = model.forward(x, y, state, rng=np.random.default_rng(99))
+    return model, loss, model.backward(cache, scale=scale)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.4])
+def test_every_parameter_entry(dropout):
+    model, loss, grads = make(dropout)
+    params = model.params
+    assert set(grads) == set(params)
+    for name, p in params.items():
+        assert entrywise(loss, p, grads[name]) < 1e-6, name
+
+
+def test_whole_model_along_random_directions():
+    model, loss, grads = make(0.25, seed=3)
+    assert directional(loss, model.params, grads, np.random.default_rng(5), n_dirs=4) < 1e-6
+
+
+def test_directional_check_catches_a_wrong_gradient():
+    model, loss, grads = make(0.0)
+    grads["lstm1.b"] = grads["lstm1.b"] * 1.05
+    assert directional(loss, model.params, grads, np.random.default_rng(5), n_dirs=2) > 1e-4
+
+
+def test_step_by_step_equals_whole_sequence():
+    model = LanguageModel(V, H, L, init_scale=0.5, seed=2, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, V, (7, B)), rng.integers(0, V, (7, B))
+    loss, final, _ = model.forward(x, y, model.zero_state(B))
+    state, losses = model.zero_state(B), []
+    for t in range(7):
+        l1, state, _ = model.forward(x[t:t + 1], y[t:t + 1], state)
+        losses.append(l1)
+    assert abs(np.mean(losses) - loss) < 1e-13
+    for (h, c), (h2, c2) in zip(final, state):
+        np.testing.assert_allclose(h2, h, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(c2, c, rtol=0, atol=1e-14)
+
+
+def test_loss_of_uniform_model_is_log_vocab():
+    model = LanguageModel(V, H, 1, init_scale=0.0, dtype=np.float64)
+    x = np.zeros((2, 2), int)
+    loss, _, _ = model.forward(x, x, model.zero_state(2))
+    assert abs(loss - np.log(V)) < 1e-12
+
+
+def test_float32_training_dtype():
+    model = LanguageModel(V, H, L)
+    assert all(p.dtype == np.float32 for p in model.params.values())
+    x = np.zeros((2, 2), int)
+    _, state, cache = model.forward(x, x, model.zero_state(2))
+    assert state[0][0].dtype == np.float32
+    assert all(g.dtype == np.float32 for g in model.backward(cache).values())
+
+
+def test_bad_dropout():
+    with pytest.raises(ValueError, match="dropout must be in"):
+        LanguageModel(V, H, L, dropout=1.0)

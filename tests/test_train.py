@@ -1,0 +1,131 @@
+"""Training loop: it learns, resume == straight bit for bit, NaN guard, checkpoints, CLI."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dkp import io
+from dkp.__main__ import main
+from dkp.configs import get_config
+from dkp.train import CHECKPOINT, METRICS, Trainer, TrainingDiverged, train
+
+QUICK = get_config("tiny").with_(train_tokens=40_000, eval_tokens=6_000, epochs=2, hidden=32)
+
+
+def test_short_training_beats_the_unigram_model(ptb):
+    """One pass over 200k PTB tokens takes validation perplexity far below the unigram model's."""
+    config = get_config("tiny").with_(train_tokens=200_000, eval_tokens=20_000, epochs=1)
+    metrics = train(config, seed=0, corpus=ptb, progress=False)
+    unigram = ptb.unigram_perplexity("valid")           # about 685
+    assert metrics["final_valid_ppl"] < 0.6 * unigram, (metrics["final_valid_ppl"], unigram)
+    assert metrics["train_ppl"][0] < 1000
+
+
+def test_resume_equals_straight_bit_for_bit(ptb, tmp_path):
+    straight = train(QUICK, seed=3, out=tmp_path / "a", corpus=ptb, progress=False)
+    train(QUICK.with_(epochs=1), seed=3, out=tmp_path / "b", corpus=ptb, progress=False)
+    resumed = train(QUICK, seed=3, out=tmp_path / "b", resume=True, corpus=ptb, progress=False)
+    assert resumed["epochs"] == straight["epochs"] == 2
+    assert resumed["valid_ppl"] == straight["valid_ppl"]
+    assert resumed["test_ppl"] == straight["test_ppl"]
+    a, _ = io.load_npz(tmp_path / "a" / CHECKPOINT)
+    b, _ = io.load_npz(tmp_path / "b" / CHECKPOINT)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_resume_with_dropout_and_adam_is_exact(ptb, tmp_path):
+    config = QUICK.with_(dropout=0.3, optimizer="adam", lr=2e-3)
+    straight = train(config, seed=1, out=tmp_path / "a", corpus=ptb, progress=False)
+    train(config.with_(epochs=1), seed=1, out=tmp_path / "b", corpus=ptb, progress=False)
+    resumed = train(config, seed=1, out=tmp_path / "b", resume=True, corpus=ptb, progress=False)
+    assert resumed["valid_ppl"] == straight["valid_ppl"]
+
+
+def test_metrics_json(ptb, tmp_path):
+    train(QUICK.with_(epochs=1), seed=0, out=tmp_path, corpus=ptb, progress=False)
+    m = json.loads((tmp_path / METRICS).read_text())
+    for key in ("config", "seed", "epochs", "train_ppl", "valid_ppl", "final_valid_ppl", "test_ppl",
+                "words_per_sec", "optimizer", "command", "commit", "layers"):
+        assert key in m, key
+    assert m["config"]["hidden"] == 32 and len(m["valid_ppl"]) == 1
+    assert m["layers"][0]["compression"] == 1.0
+
+
+def test_nan_loss_stops_with_a_clear_message(ptb):
+    def poison(trainer, step):
+        if step == 3:
+            trainer.model.embed[:] = np.nan
+    trainer = Trainer(QUICK, corpus=ptb, progress=False, hooks=[poison])
+    with pytest.raises(TrainingDiverged, match=r"became nan at epoch 1, window 4 \(step 4"):
+        trainer.run()
+
+
+def test_resume_refuses_a_different_config(ptb, tmp_path):
+    train(QUICK.with_(epochs=1), out=tmp_path, corpus=ptb, progress=False)
+    with pytest.raises(io.CheckpointError, match="different config.*hidden"):
+        train(QUICK.with_(hidden=16), out=tmp_path, resume=True, corpus=ptb, progress=False)
+
+
+def test_checkpoint_of_the_wrong_shape(ptb, tmp_path):
+    trainer = Trainer(QUICK, corpus=ptb, progress=False)
+    trainer.save(tmp_path / "c.npz")
+    arrays, meta = io.load_npz(tmp_path / "c.npz")
+    arrays["param.dec_b"] = arrays["param.dec_b"][:-1]
+    io.save_npz(tmp_path / "c.npz", arrays, meta)
+    with pytest.raises(io.CheckpointError, match=r"'dec_b' has shape \(9999,\), but the model expects \(10000,\)"):
+        trainer.load(tmp_path / "c.npz")
+
+
+def test_corrupt_and_missing_checkpoints(tmp_path):
+    with pytest.raises(io.CheckpointError, match="does not exist"):
+        io.load_npz(tmp_path / "none.npz")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip file")
+    with pytest.raises(io.CheckpointError, match="not a readable"):
+        io.load_npz(tmp_path / "bad.npz")
+
+
+def test_checkpoints_load_without_pickle(ptb, tmp_path):
+    trainer = Trainer(QUICK, corpus=ptb, progress=False)
+    trainer.save(tmp_path / "c.npz")
+    with np.load(tmp_path / "c.npz", allow_pickle=False) as z:
+        assert all(z[k].dtype != object for k in z.files)
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "r.json"
+    io.save_json(path, {"a": 1})
+    with pytest.raises(TypeError):
+        io.save_json(path, {"a": object()})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_cli_help():
+    for cmd in (["--help"], ["train", "--help"], ["eval", "--help"]):
+        r = subprocess.run([sys.executable, "-m", "dkp", *cmd], capture_output=True, text=True)
+        assert r.returncode == 0 and "usage" in r.stdout
+
+
+def test_cli_train_then_eval(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--config", "tiny", "--train-tokens", "20000", "--epochs", "1",
+                 "--out", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / METRICS).read_text())
+    capsys.readouterr()
+    assert main(["eval", str(out / CHECKPOINT), "--splits", "valid"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["valid_ppl"] == pytest.approx(metrics["final_valid_ppl"], rel=1e-9)
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "missing.npz")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: checkpoint") and "Traceback" not in err
+    assert main(["train", "--config", "huge", "--out", str(tmp_path)]) == 1
+    assert "config must be one of" in capsys.readouterr().err
+    assert main(["train", "--config", "tiny", "--out", str(tmp_path / "new"), "--resume"]) == 1
+    assert "does not exist" in capsys.readouterr().err
