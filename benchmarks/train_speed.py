@@ -1,0 +1,80 @@
+"""Training speed of dkp's NumPy LSTM language model on a Zaremba config, in words per second.
+
+    python benchmarks/train_speed.py --config small [--steps 60] [--torch]
+
+Trains for a fixed number of steps (forward + BPTT + clipping + SGD update, batch 20, the config's
+bptt) on the start of PTB's train split. With --torch, and PyTorch importable (it is never a
+dependency of dkp), the same model in torch.nn.LSTM is timed in the same run and the ratio printed.
+The last line is `words/s: N` for dkp.
+"""
+import argparse
+import time
+
+from dkp.configs import get_config
+from dkp.data import batchify, bptt_windows, load_corpus
+from dkp.train import Trainer
+
+
+def dkp_speed(config, steps, warmup=3):
+    """Words/s of the real training loop (Trainer.train_epoch) over exactly `steps` windows."""
+    corpus = load_corpus()
+    n_tokens = lambda k: k * config.batch * config.bptt + config.batch  # noqa: E731 - k windows
+    Trainer(config.with_(train_tokens=n_tokens(warmup)), corpus=corpus, progress=False).train_epoch()
+    trainer = Trainer(config.with_(train_tokens=n_tokens(steps)), corpus=corpus, progress=False)
+    _, wps, _, _ = trainer.train_epoch()
+    return wps
+
+
+def torch_speed(config, steps, warmup=3):
+    import torch
+    V, H, T, B = 10000, config.hidden, config.bptt, config.batch
+    torch.manual_seed(0)
+    emb, lstm, dec = torch.nn.Embedding(V, H), torch.nn.LSTM(H, H, config.layers), torch.nn.Linear(H, V)
+    drop = torch.nn.Dropout(config.dropout)
+    params = [*emb.parameters(), *lstm.parameters(), *dec.parameters()]
+    opt = torch.optim.SGD(params, lr=1.0)
+    stream = torch.from_numpy(batchify(load_corpus().train, B))
+    windows = list(bptt_windows(stream, T))
+    state = None
+
+    def step(x, y):
+        nonlocal state
+        opt.zero_grad()
+        out, state = lstm(drop(emb(x)), state)
+        state = tuple(s.detach() for s in state)
+        loss = torch.nn.functional.cross_entropy(dec(drop(out)).reshape(-1, V), y.reshape(-1)) * T
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.clip)
+        opt.step()
+    for x, y in windows[:warmup]:
+        step(x, y)
+    t = time.perf_counter()
+    for x, y in windows[warmup:warmup + steps]:
+        step(x, y)
+    return steps * B * T / (time.perf_counter() - t)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", default="small", choices=["tiny", "small", "medium", "large"])
+    p.add_argument("--steps", type=int, default=60, help="timed training steps (default 60)")
+    p.add_argument("--torch", action="store_true", help="also time torch.nn.LSTM, if installed")
+    args = p.parse_args()
+    config = get_config(args.config)
+    print(f"config {args.config}: {config.layers} x {config.hidden}, batch {config.batch}, bptt {config.bptt}, "
+          f"{args.steps} steps")
+    wps = dkp_speed(config, args.steps)
+    if args.torch:
+        try:
+            import torch
+        except ImportError:
+            print("torch is not installed: skipping the PyTorch reference")
+        else:
+            tps = torch_speed(config, args.steps)
+            print(f"torch {torch.__version__} nn.LSTM words/s: {tps:.0f}  (threads: {torch.get_num_threads()})")
+            print(f"dkp / torch: {wps / tps:.2f}x")
+    print(f"words/s: {wps:.0f}")
+
+
+if __name__ == "__main__":
+    main()
