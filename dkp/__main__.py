@@ -11,8 +11,9 @@ def _train(args):
     from .configs import get_config
     from .train import train
     config = get_config(args.config)
-    changes = {k: v for k, v in (("epochs", args.epochs), ("train_tokens", args.train_tokens),
-                                 ("optimizer", args.optimizer), ("lr", args.lr)) if v is not None}
+    changes = {k: getattr(args, k) for k in ("epochs", "train_tokens", "optimizer", "lr", "structure",
+                                            "compression", "doping", "kp_rank", "anneal_start", "anneal_end",
+                                            "cmr_p", "cmr_variant") if getattr(args, k) is not None}
     config = config.with_(**changes)
     metrics = train(config, seed=args.seed, out=args.out, resume=args.resume, progress=not args.quiet)
     print(f"final: valid ppl {metrics['final_valid_ppl']:.2f}  test ppl {metrics['test_ppl']:.2f}  "
@@ -54,6 +55,17 @@ def main(argv=None):
     p.add_argument("--optimizer", choices=["sgd", "adam"], help="default: the config's (sgd)")
     p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    g = p.add_argument_group("compression of the LSTM gate matrices (embedding and softmax stay dense)")
+    g.add_argument("--structure", choices=["dense", "kp", "lmf", "hmd", "prune"],
+                   help="kp: Kronecker product, lmf: low rank, hmd: hybrid, prune: magnitude pruning")
+    g.add_argument("--compression", type=float, help="target compression factor of each gate matrix")
+    g.add_argument("--kp-rank", type=int, help="number of Kronecker products summed (default 1)")
+    g.add_argument("--doping", type=float, metavar="DENSITY",
+                   help="final density of the sparse overlay S (kp, lmf, hmd), e.g. 0.01")
+    g.add_argument("--anneal-start", type=float, metavar="EPOCH", help="start of the density anneal (default 0)")
+    g.add_argument("--anneal-end", type=float, metavar="EPOCH", help="end of the density anneal (default 1)")
+    g.add_argument("--cmr-p", type=float, help="co-matrix dropout probability on S (default 0)")
+    g.add_argument("--cmr-variant", choices=["output", "branch", "connect"], help="co-matrix dropout variant")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="perplexity of a saved checkpoint",

@@ -23,10 +23,22 @@ class Config:
     level: str = "word"          # "word" or "char"
     train_tokens: int = 0        # 0: the whole train split; N: its first N tokens
     eval_tokens: int = 0         # 0: whole valid/test splits; N: their first N tokens
-    # Structured gate matrices (issue 3): "dense", "kp", "lmf", "hmd" or "prune".
+    # Structured LSTM gate matrices (dkp.structures): "dense", "kp", "lmf", "hmd" or "prune",
+    # compressed `compression` times (S's non-zeros counted), kp as a sum of `kp_rank` products.
     structure: str = "dense"
     compression: float = 1.0
+    kp_rank: int = 1
+    # Doping (dkp.doping): final density of S (0: no S). S starts dense; its density (and, for
+    # "prune", the weights' density) follows the cubic schedule from 1 at epoch `anneal_start` to
+    # its target at epoch `anneal_end` (fractions of an epoch allowed), re-masked every
+    # `anneal_every` steps, then frozen.
     doping: float = 0.0
+    anneal_start: float = 0.0
+    anneal_end: float = 1.0
+    anneal_every: int = 50
+    # Co-matrix dropout on S during training: probability and variant ("output", "branch", "connect").
+    cmr_p: float = 0.0
+    cmr_variant: str = "output"
 
     def with_(self, **changes):
         unknown = set(changes) - {f.name for f in fields(self)}

@@ -20,18 +20,18 @@ def entrywise(f, array, analytic, eps=1e-5, max_entries=None, rng=None):
     """Max relative error between `analytic` (same shape as `array`) and central differences of the
     scalar function f() with respect to the entries of `array` (perturbed in place, then restored).
     With max_entries, a random subset of entries is checked."""
-    flat = array.reshape(-1)
-    idx = np.arange(flat.size)
-    if max_entries is not None and flat.size > max_entries:
-        idx = (rng or np.random.default_rng(0)).choice(flat.size, max_entries, replace=False)
+    idx = np.arange(array.size)
+    if max_entries is not None and array.size > max_entries:
+        idx = (rng or np.random.default_rng(0)).choice(array.size, max_entries, replace=False)
     numeric = np.empty(len(idx))
     for j, i in enumerate(idx):
-        old = flat[i]
-        flat[i] = old + eps
+        at = np.unravel_index(i, array.shape)  # index the array itself: it may be a strided view
+        old = array[at]
+        array[at] = old + eps
         fp = f()
-        flat[i] = old - eps
+        array[at] = old - eps
         fm = f()
-        flat[i] = old
+        array[at] = old
         numeric[j] = (fp - fm) / (2 * eps)
     return rel_error(analytic.reshape(-1)[idx], numeric)
 

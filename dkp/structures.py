@@ -1,15 +1,79 @@
 """From a training config to the gate matrices of its LSTM layers.
 
 The embedding and the softmax stay dense, as in the doping paper; only the LSTM gate matrices are
-structured. This is the one place that maps `--structure/--compression/--doping` to matrix types.
+structured. This is the one place that maps `--structure/--compression/--doping` to matrix types:
+
+    dense   Dense
+    kp      Kronecker (rank `kp_rank`), factor shapes from dkp.shapes.kron_shape
+    lmf     LowRank, the largest rank that meets the compression
+    hmd     Hybrid: dense top rows and low-rank bottom rows, half the budget each
+    prune   Pruned: dense at first, pruned by magnitude to the compression along the cubic schedule
+
+With `doping` > 0 (kp, lmf, hmd) the matrix is wrapped in Doped: S starts dense and zero and its
+density is annealed to `doping` (dkp.doping). Compression is counted honestly: the structured part
+is sized so that its parameters plus the final non-zeros of S meet the target.
 """
 from __future__ import annotations
 
+import numpy as np
+
+from . import shapes
 from .model import dense_gates
+from .weights import Doped, Hybrid, Kronecker, LowRank, Pruned
+
+STRUCTURES = ("dense", "kp", "lmf", "hmd", "prune")
+
+
+def structured_target(shape, compression, doping):
+    """The compression the structured part must reach so that it plus S's final non-zeros meet
+    `compression` overall."""
+    m, n = shape
+    budget = m * n / compression - doping * m * n
+    if budget <= 0:
+        raise ValueError(f"doping density {doping:g} alone stores {doping * m * n:,.0f} entries, more than "
+                         f"the {m * n / compression:,.0f} parameters a {compression:g}x compression allows")
+    return m * n / budget
+
+
+def make_structured(structure, shape, compression, rng, init_scale, dtype, kp_rank=1):
+    """A freshly initialised structured matrix of `shape` meeting `compression`."""
+    if structure == "kp":
+        return Kronecker.init(shape, shapes.kron_shape(shape, compression, rank=kp_rank), rank=kp_rank,
+                              rng=rng, scale=init_scale, dtype=dtype)
+    if structure == "lmf":
+        return LowRank.init(shape, shapes.low_rank_rank(shape, compression), rng=rng, scale=init_scale,
+                            dtype=dtype)
+    if structure == "hmd":
+        d, r = shapes.hybrid_shape(shape, compression)
+        return Hybrid.init(shape, d, r, rng=rng, scale=init_scale, dtype=dtype)
+    raise ValueError(f"structure must be one of {list(STRUCTURES)}, got {structure!r}")
+
+
+def check_structure(config):
+    """Validate the structure fields of a config, with errors that name the option."""
+    if config.structure not in STRUCTURES:
+        raise ValueError(f"structure must be one of {list(STRUCTURES)}, got {config.structure!r}")
+    if config.structure != "dense" and not config.compression > 1:
+        raise ValueError(f"compression must be > 1 for structure {config.structure!r}, got {config.compression}")
+    if not 0.0 <= config.doping <= 1.0:
+        raise ValueError(f"doping must be a density in (0, 1] (or 0 for none), got {config.doping}")
+    if config.doping and config.structure not in ("kp", "lmf", "hmd"):
+        raise ValueError(f"doping applies to kp, lmf and hmd, not to structure {config.structure!r}")
 
 
 def gate_factory(config):
-    """A callable (layer, shape, rng, init_scale, dtype) -> GateMatrix for `config.structure`."""
+    """A callable (layer, shape, rng, init_scale, dtype) -> GateMatrix for `config`."""
+    check_structure(config)
     if config.structure == "dense":
         return dense_gates
-    raise ValueError(f"structure must be one of ['dense'], got {config.structure!r}")
+
+    def make(layer, shape, rng, init_scale, dtype):
+        if config.structure == "prune":
+            return Pruned.init(shape, rng=rng, scale=init_scale, dtype=dtype)
+        target = structured_target(shape, config.compression, config.doping) if config.doping else config.compression
+        W = make_structured(config.structure, shape, target, rng, init_scale, dtype, config.kp_rank)
+        if config.doping:
+            # S starts fully dense and zero; dkp.doping anneals its density down to config.doping.
+            W = Doped(W, density=1.0, S=np.zeros(shape, dtype), cmr_p=config.cmr_p, cmr_variant=config.cmr_variant)
+        return W
+    return make

@@ -16,6 +16,7 @@ import numpy as np
 from . import io
 from .configs import Config
 from .data import batchify, bptt_windows, load_corpus, n_windows
+from .doping import Annealer, needs_annealing
 from .model import LanguageModel
 from .optim import clip_global_norm, make_optimizer, zaremba_lr
 
@@ -63,7 +64,10 @@ class Trainer:
         self.model = build_model(config, len(self.corpus.vocab), seed)
         self.optimizer = make_optimizer(config.optimizer, config.lr)
         self.rng = np.random.default_rng([seed, 1])  # dropout masks; the model's init uses `seed`
-        self.hooks = list(hooks)  # callables hook(trainer, step) run before each update (schedules)
+        self.steps_per_epoch = n_windows(batchify(self.train_ids, config.batch), config.bptt)
+        # hooks: callables hook(trainer, step) run before each update (schedules, diagnostics)
+        self.annealer = Annealer(config, self.steps_per_epoch) if needs_annealing(config) else None
+        self.hooks = ([self.annealer] if self.annealer else []) + list(hooks)
         self.epoch, self.step = 0, 0
         self.history = {"train_ppl": [], "valid_ppl": [], "lr": [], "seconds": [], "words_per_sec": []}
 
@@ -109,6 +113,11 @@ class Trainer:
 
     def run(self):
         cfg = self.config
+        if self.progress and self.epoch == 0:
+            for row in layer_report(self.model):
+                print(f"LSTM layer {row['layer']}: {self.model.layers[row['layer']].W.describe()}")
+            if self.annealer:
+                print(f"  annealed to {cfg.compression:g}x between epochs {cfg.anneal_start:g} and {cfg.anneal_end:g}")
         while self.epoch < cfg.epochs:
             train_ppl, wps, seconds, lr = self.train_epoch()
             valid_ppl = evaluate(self.model, self.valid_ids, cfg.eval_batch, cfg.bptt)
@@ -116,6 +125,8 @@ class Trainer:
             for k, v in zip(("train_ppl", "valid_ppl", "lr", "seconds", "words_per_sec"),
                             (train_ppl, valid_ppl, lr, seconds, wps)):
                 self.history[k].append(v)
+            if self.annealer:
+                self.history.setdefault("density", []).append(mean_density(self.model))
             if self.progress:
                 print(f"epoch {self.epoch}: train ppl {train_ppl:.2f}  valid ppl {valid_ppl:.2f}  "
                       f"lr {lr:g}  {wps:.0f} words/s", flush=True)
@@ -130,7 +141,7 @@ class Trainer:
             "seed": self.seed,
             "epochs": self.epoch,
             "optimizer": {"name": cfg.optimizer, "lr": cfg.lr, "clip": cfg.clip},
-            **{k: [float(v) for v in vs] for k, vs in self.history.items()},
+            **self.history,
             "final_valid_ppl": evaluate(self.model, self.valid_ids, cfg.eval_batch, cfg.bptt),
             "test_ppl": evaluate(self.model, self.test_ids, cfg.eval_batch, cfg.bptt),
             "mean_words_per_sec": float(np.mean(self.history["words_per_sec"])) if self.epoch else None,
@@ -186,15 +197,25 @@ def load_model_arrays(model, arrays, path="checkpoint"):
         p[...] = a
 
 
+def mean_density(model):
+    """Mean stored fraction of the doped S (or of the pruned weights) over the LSTM layers."""
+    values = [W.density if hasattr(W, "density") else 1.0 - W.sparsity
+              for W in (layer.W for layer in model.layers) if hasattr(W, "density") or hasattr(W, "sparsity")]
+    return float(np.mean(values)) if values else None
+
+
 def layer_report(model):
     """Per LSTM layer: kind, parameters, bytes and compression against the dense gate matrix."""
     out = []
     for l, layer in enumerate(model.layers):
         W = layer.W
         m, n = W.shape
-        out.append({"layer": l, "kind": type(W).__name__, "shape": [m, n], "n_params": W.n_params,
-                    "n_bytes": W.n_bytes, "compression": m * n / W.n_params,
-                    "byte_compression": m * n * W.dtype.itemsize / W.n_bytes})
+        row = {"layer": l, "kind": type(W).__name__, "shape": [m, n], "n_params": W.n_params,
+               "n_bytes": W.n_bytes, "compression": m * n / W.n_params,
+               "byte_compression": m * n * W.dtype.itemsize / W.n_bytes}
+        if hasattr(W, "structured"):
+            row.update(structured=type(W.structured).__name__, density_of_S=W.density)
+        out.append(row)
     return out
 
 

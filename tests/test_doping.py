@@ -1,0 +1,139 @@
+"""Annealing of S (and of pruning masks) during training, and the co-matrix adaptation diagnostics."""
+import numpy as np
+import pytest
+
+from dkp.configs import get_config
+from dkp.doping import Annealer, CMATracker, branch_statistics, perplexity
+from dkp.optim import Adam
+from dkp.schedules import cubic_schedule
+from dkp.train import Trainer, evaluate
+
+CONFIG = get_config("tiny").with_(hidden=16, train_tokens=20_000, eval_tokens=3_000, epochs=2,
+                                  structure="kp", compression=4, doping=0.02, anneal_start=0.5,
+                                  anneal_end=1.5, anneal_every=7)
+
+
+class Spy:
+    """A hook that records each doped layer's density before every update."""
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, trainer, step):
+        self.seen.append((step, trainer.model.layers[0].W.density))
+
+
+@pytest.fixture(scope="module")
+def annealed(ptb):
+    spy = Spy()
+    trainer = Trainer(CONFIG, seed=0, corpus=ptb, progress=False, hooks=[spy])
+    trainer.run()
+    return trainer, spy
+
+
+def test_density_follows_the_cubic_schedule_then_freezes(annealed):
+    trainer, spy = annealed
+    a = trainer.annealer
+    mn = np.prod(trainer.model.layers[0].W.shape)
+    for step, density in spy.seen:
+        if step < a.start:
+            assert density == 1.0
+        elif step >= a.end:
+            assert density == round(CONFIG.doping * mn) / mn          # frozen at the target
+        else:
+            last = a.start + (step - a.start) // a.every * a.every    # the latest re-masking step
+            assert density == round(cubic_schedule(last, a.start, a.end, 1.0, CONFIG.doping) * mn) / mn
+    assert trainer.history["density"][-1] == pytest.approx(CONFIG.doping, abs=1 / mn)
+
+
+def test_annealing_keeps_the_largest_entries(ptb):
+    trainer = Trainer(CONFIG, seed=0, corpus=ptb, progress=False)
+    W = trainer.model.layers[0].W
+    W.params["S"][:] = np.random.default_rng(0).standard_normal(W.nnz)
+    before = W.sparse_dense()
+    trainer.annealer(trainer, trainer.annealer.start + trainer.annealer.every)
+    after = W.sparse_dense()
+    kept = after != 0
+    assert np.abs(before[kept]).min() >= np.abs(before[~kept]).max()
+    np.testing.assert_array_equal(after[kept], before[kept])
+
+
+def test_adam_moments_follow_the_kept_entries(ptb):
+    trainer = Trainer(CONFIG.with_(optimizer="adam", lr=1e-3), seed=0, corpus=ptb, progress=False)
+    assert isinstance(trainer.optimizer, Adam)
+    W = trainer.model.layers[0].W
+    trainer.optimizer.m["lstm0.S"] = np.arange(W.nnz, dtype=np.float32)
+    trainer.optimizer.v["lstm0.S"] = np.ones(W.nnz, np.float32)
+    W.params["S"][:] = np.random.default_rng(0).standard_normal(W.nnz)
+    old_S = W.params["S"].copy()
+    trainer.annealer(trainer, trainer.annealer.end)
+    m = trainer.optimizer.m["lstm0.S"]
+    assert m.shape == W.params["S"].shape == (round(CONFIG.doping * W.shape[0] * W.shape[1]),)
+    # m held each entry's old position: the moments kept belong to the entries kept
+    np.testing.assert_array_equal(old_S[m.astype(int)], W.params["S"])
+
+
+def test_pruning_reaches_its_compression(ptb):
+    config = CONFIG.with_(structure="prune", doping=0.0, compression=5)
+    trainer = Trainer(config, seed=0, corpus=ptb, progress=False)
+    trainer.run()
+    W = trainer.model.layers[0].W
+    m, n = W.shape
+    assert m * n / W.n_params == pytest.approx(5, rel=1e-2)
+    assert np.count_nonzero(W.params["W"]) == W.n_params
+
+
+def test_s_off_perplexity_equals_a_model_without_S(annealed, ptb):
+    trainer, _ = annealed
+    model = trainer.model
+    ids = ptb.valid[:2000]
+    off = perplexity(model, ids, 10, 20, s_enabled=False)
+    on = perplexity(model, ids, 10, 20)
+    assert model.layers[0].W.s_enabled                 # restored
+    assert on == evaluate(model, ids, 10, 20)
+    saved = model.layers[0].W.params["S"].copy()
+    model.layers[0].W.params["S"][:] = 0
+    try:
+        assert off == pytest.approx(evaluate(model, ids, 10, 20), rel=1e-6)
+    finally:
+        model.layers[0].W.params["S"][:] = saved
+    assert off != on
+
+
+def test_branch_statistics_match_a_direct_computation(annealed, ptb):
+    trainer, _ = annealed
+    model = trainer.model
+    ids = ptb.valid[:400]
+    (stats,) = branch_statistics(model, ids, 4, 10)
+    # recompute from the gate inputs [x_t, h_(t-1)] of one window by hand
+    W = model.layers[0].W
+    from dkp.data import batchify, bptt_windows
+    state = model.zero_state(4)
+    rows = []
+    for x, y in bptt_windows(batchify(ids, 4), 10):
+        _, state, cache = model.forward(x, y, state)
+        rows += [s[0][0] for s in cache["steps"][0]]
+    xh = np.concatenate(rows).astype(np.float64)
+    a = xh @ W.structured.to_dense().T.astype(np.float64)
+    s = xh @ W.sparse_dense().T.astype(np.float64)
+    assert stats["norm_structured"] == pytest.approx(np.linalg.norm(a, axis=1).mean(), rel=1e-4)
+    assert stats["norm_sparse"] == pytest.approx(np.linalg.norm(s, axis=1).mean(), rel=1e-4)
+    cos = np.sum(a * s, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(s, axis=1))
+    assert stats["cosine"] == pytest.approx(cos.mean(), rel=1e-3, abs=1e-5)
+    assert 0 < stats["sparse_share"] < 1
+
+
+def test_cma_tracker_records_along_the_anneal(ptb):
+    trainer = Trainer(CONFIG, seed=0, corpus=ptb, progress=False)
+    tracker = CMATracker(trainer.annealer, ptb.valid[:1000], points=4, batch=5, bptt=20)
+    trainer.hooks.append(tracker)
+    trainer.run()
+    record = trainer.history["cma"]
+    assert [p["step"] for p in record] == tracker.steps and len(record) == 4
+    densities = [p["density"] for p in record]
+    assert densities[0] == 1.0 and densities == sorted(densities, reverse=True)
+    assert all(p["ppl"] > 1 and p["ppl_s_off"] > 1 for p in record)
+
+
+def test_annealer_rejects_an_empty_window():
+    with pytest.raises(ValueError, match="anneal_end .* must be after anneal_start"):
+        Annealer(CONFIG.with_(anneal_start=1.0, anneal_end=1.0), 100)
