@@ -26,6 +26,8 @@ x1, x5 = rng.standard_normal((1, 6)).astype(f), rng.standard_normal((5, 6)).asty
 dy5 = rng.standard_normal((5, 20)).astype(f)
 S = (rng.standard_normal((20, 6)) * (rng.random((20, 6)) < 0.3)).astype(f)
 ip, ix, v = K.csr_from_dense(S)
+bias, z1 = rng.standard_normal(20).astype(f), rng.standard_normal((1, 20)).astype(f)
+h1 = rng.standard_normal((1, 5)).astype(f)   # an LSTM step on W 20 x 6: H = 5, one input
 calls = {
     "kron_matmul (numba)": lambda: K.kron_matmul_numba(A, B, x1),
     "kron_matmul_t (numba)": lambda: K.kron_matmul_t_numba(A, B, dy5),
@@ -35,6 +37,8 @@ calls = {
     "csr_grad": lambda: K.csr_grad(ip, ix, x5, dy5),
     "csr_scatter": lambda: K.csr_scatter(ip, ix, v, np.zeros((20, 6), f)),
     "doped_kron_matmul": lambda: K.doped_kron_matmul(A, B, ip, ix, v, x1),
+    "kron_lstm_step (fused)": lambda: K.kron_lstm_step(A, B, ip, ix, v, bias, x1[:, :1], h1, h1),
+    "lstm_cell": lambda: K.lstm_cell(z1, h1),
 }
 out = {"import dkp.kernels": t_import}
 for name, call in calls.items():

@@ -11,13 +11,25 @@ How `kron_shape` chooses. A compression c "meets" the target when c >= target * 
 default rtol = 1e-3 lets rounding through, as the papers do (520x260 kron 5x5 is 24.995x, quoted as
 25x; nothing strictly above 25x comes closer than 25.995x). Among the factor shapes meeting the
 target (every side >= min_side, default 2, which excludes degenerate row/column-vector factors),
-those within `slack` (5%) of the smallest compression that meets it compete on, in order:
+those within `slack` (5%) of the smallest compression that meets it compete. With
+prefer="rank" (the default, what the papers do) they compete on, in order:
   1. the largest rank the product can reach, min(m, n, r * min(m1, n1) * min(m2, n2)): a KP is
      worth having over low rank because A kron B can be full rank, so shapes that can are preferred;
   2. the fewest multiply-adds per input row (the cheaper of the two multiplication orders);
   3. the larger factor first (A big, B small, as in the papers).
-The cheapest 25x shapes (e.g. A 2600x52 kron B 1x25, 24.8x fewer flops than dense, about 5x more than
-the 5x5 split allows) are rank <= 52 and need min_side=1; `kron_candidates` lists them all.
+With prefer="flops" (a split chosen for inference speed) the fewest multiply-adds win among the
+shapes whose maximum rank is not degenerate, max_rank >= min_rank_fraction * min(m, n) (default
+0.25); ties go to the larger maximum rank, then to the larger factor first. For the paper's matrix
+at 25x the two rules give
+
+    prefer="rank":  A 520x260 kron B 5x5,  24.995x, 682,500 multiply-adds a row (dense / KP = 4.95x),
+                    max rank 1300 (full)
+    prefer="flops": A 200x650 kron B 13x2, 25.995x, 265,200 multiply-adds a row (12.7x), max rank 400
+
+and the only cheaper shape within the slack, A 1300x100 kron B 2x13 (12.9x), reaches rank 200 at
+most (0.15 of 1300), so the default fraction excludes it. Whether rank 400 costs accuracy against
+rank 1300 is an empirical question the speed rule does not answer. The cheapest 25x shapes of all
+(e.g. A 2600x52 kron B 1x25) are rank <= 52 and need min_side=1; `kron_candidates` lists them all.
 """
 from __future__ import annotations
 
@@ -27,6 +39,8 @@ from typing import NamedTuple
 
 from .kernels import kron_costs
 from .weights.base import check_matrix_shape
+
+PREFER = ("rank", "flops")   # kron_shape's two rules (see the module docstring)
 
 
 def compression(shape, n_params):
@@ -101,12 +115,20 @@ def kron_candidates(shape, rank=1, min_side=1):
             if min(m1, n1, m // m1, n // n1) >= min_side]
 
 
-def kron_shape(shape, target, rank=1, *, min_side=2, rtol=1e-3, slack=0.05):
-    """The Kronecker factor shapes (see the module docstring for the rule) for `target`x compression."""
+def kron_shape(shape, target, rank=1, *, min_side=2, rtol=1e-3, slack=0.05, prefer="rank",
+               min_rank_fraction=0.25):
+    """The Kronecker factor shapes (see the module docstring for the rule) for `target`x compression.
+
+    prefer: "rank" (the largest reachable matrix rank first) or "flops" (the fewest multiply-adds
+    among shapes with max_rank >= min_rank_fraction * min(m, n))."""
     m, n = check_matrix_shape(shape)
     target = _check_target(target)
     if int(rank) < 1:
         raise ValueError(f"rank must be a positive integer, got {rank!r}")
+    if prefer not in PREFER:
+        raise ValueError(f"prefer must be one of {list(PREFER)}, got {prefer!r}")
+    if not 0.0 <= min_rank_fraction <= 1.0:
+        raise ValueError(f"min_rank_fraction must be in [0, 1], got {min_rank_fraction!r}")
     cands = kron_candidates(shape, rank, min_side)
     if not cands:
         raise ValueError(f"a {m}x{n} matrix has no Kronecker factorisation with every factor side >= "
@@ -119,7 +141,16 @@ def kron_shape(shape, target, rank=1, *, min_side=2, rtol=1e-3, slack=0.05):
                          f"({best})")
     lowest = min(c.compression for c in meet)
     close = [c for c in meet if c.compression <= lowest * (1 + slack)]
-    return min(close, key=lambda c: (-c.max_rank, c.flops, -c.m1 * c.n1, c.m1))
+    if prefer == "rank":
+        return min(close, key=lambda c: (-c.max_rank, c.flops, -c.m1 * c.n1, c.m1))
+    floor = min_rank_fraction * min(m, n)
+    ok = [c for c in close if c.max_rank >= floor]
+    if not ok:
+        best = max(close, key=lambda c: c.max_rank)
+        raise ValueError(f"no {m}x{n} Kronecker shape within {slack:.0%} of {lowest:.4g}x reaches rank "
+                         f"{floor:g} (min_rank_fraction={min_rank_fraction:g} of {min(m, n)}); the highest "
+                         f"is {best.max_rank} ({best}): lower min_rank_fraction or use prefer='rank'")
+    return min(ok, key=lambda c: (c.flops, -c.max_rank, -c.m1 * c.n1, c.m1))
 
 
 def doped_kron_shape(shape, target, density, **kwargs):

@@ -38,6 +38,38 @@ def test_every_proposal_meets_its_target(shape, target):
     assert m * n / round((1 - s) * m * n) >= target
 
 
+def test_paper_split_chosen_for_speed():
+    """prefer="flops": the cheapest split at 25x whose rank can reach a quarter of min(m, n)."""
+    fast = shapes.kron_shape(PAPER, 25, prefer="flops")
+    assert (fast.m1, fast.n1, fast.m2, fast.n2) == (200, 650, 13, 2)
+    assert fast.max_rank == 400 and fast.flops == 200 * 2 * (650 + 13)
+    assert 2600 * 1300 / fast.flops == pytest.approx(12.75, abs=0.01)
+    slow = shapes.kron_shape(PAPER, 25)                   # the default is unchanged
+    assert 2600 * 1300 / slow.flops == pytest.approx(4.95, abs=0.01)
+    # a lower rank floor admits the cheaper, lower-rank A 1300x100 kron B 2x13 (max rank 200)
+    low = shapes.kron_shape(PAPER, 25, prefer="flops", min_rank_fraction=0.1)
+    assert (low.m1, low.n1, low.m2, low.n2) == (1300, 100, 2, 13) and low.max_rank == 200
+    assert shapes.kron_shape(PAPER, 25, prefer="flops", min_rank_fraction=1.0) == slow
+    # passes through the doped budget too
+    kd = shapes.doped_kron_shape(PAPER, 25, 0.01, prefer="flops")
+    assert 2600 * 1300 / (kd.n_params + 33_800) >= 25 * 0.999 and kd.max_rank >= 0.25 * 1300
+
+
+@pytest.mark.parametrize("shape", [PAPER, (800, 400), (600, 300), (1024, 512), (160, 90)])
+@pytest.mark.parametrize("target", [2, 10, 25, 40])
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.25])
+def test_flops_rule_is_the_cheapest_admissible_shape(shape, target, fraction):
+    m, n = shape
+    k = shapes.kron_shape(shape, target, prefer="flops", min_rank_fraction=fraction)
+    assert k.shape == shape and k.compression >= target * (1 - 1e-3)
+    assert k.max_rank >= fraction * min(m, n)
+    meet = [c for c in shapes.kron_candidates(shape, 1, 2) if c.compression >= target * (1 - 1e-3)]
+    lowest = min(c.compression for c in meet)
+    ok = [c for c in meet if c.compression <= lowest * 1.05 and c.max_rank >= fraction * min(m, n)]
+    assert k.flops == min(c.flops for c in ok)
+    assert k.flops <= shapes.kron_shape(shape, target).flops     # never slower than the default
+
+
 def test_rank_two_kronecker_and_doped_budget():
     k2 = shapes.kron_shape(PAPER, 25, rank=2)
     assert k2.rank == 2 and k2.compression >= 25 * 0.999
@@ -56,6 +88,9 @@ def test_rank_two_kronecker_and_doped_budget():
     (lambda: shapes.pruning_sparsity((10, 10), 1000), "no entry"),
     (lambda: shapes.doped_kron_shape(PAPER, 25, 0.05), "density"),
     (lambda: shapes.kron_shape((0, 5), 2), "shape"),
+    (lambda: shapes.kron_shape(PAPER, 25, prefer="speed"), "prefer must be one of"),
+    (lambda: shapes.kron_shape(PAPER, 25, prefer="flops", min_rank_fraction=1.5), "min_rank_fraction"),
+    (lambda: shapes.kron_shape((600, 300), 40, prefer="flops", min_rank_fraction=0.5), "reaches rank"),
 ])
 def test_impossible_requests_explain_why(call, match):
     with pytest.raises(ValueError, match=match):
