@@ -1,0 +1,206 @@
+"""Notebook 08 (inference speed): the claims it asserts, with its sizes, and dkp.speedplots' loader,
+table formatters, target verdicts and figures. No timing is asserted anywhere.
+
+Claims of 08 and where they are tested:
+  fused step == LSTMLayer.forward on the 2600 x 1300 methods     ::test_fused_step_equals_the_layer
+  bytes, multiply-adds, FLOP bounds, 0.5 FLOP/B for dense      ::test_bytes_macs_and_flop_bounds_of_the_paper_matrix
+  what fits in the benchmark machine's L2 / L3                 ::test_cache_fit_on_the_benchmark_machine
+  the committed rows describe the same matrices                ::test_committed_rows_match_the_matrices
+  the verdict on the targets == the benchmark's stored one     ::test_targets_agree_with_the_benchmark
+"""
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from dkp import kernels, shapes  # noqa: E402
+from dkp import speedplots as sp  # noqa: E402
+from dkp.inference import LSTMStep  # noqa: E402
+from dkp.lstm import LSTMLayer  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "data" / "results" / "inference.json"
+M, N = 2600, 1300
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return sp.benchmark_module(REPO)
+
+
+@pytest.fixture(scope="module")
+def methods(bench):
+    return {mt.name: mt for mt in bench.gate_matrices(np.random.default_rng(0))}
+
+
+@pytest.fixture(scope="module")
+def record():
+    return sp.load_results(RESULTS)
+
+
+def test_bytes_macs_and_flop_bounds_of_the_paper_matrix(bench, methods):
+    assert bench.SHAPE == (M, N)
+    dense = methods["dense"]
+    assert dense.n_bytes == 13_520_000 and dense.macs == M * N == 3_380_000
+    assert 2 * dense.macs / dense.n_bytes == 0.5                          # batch-1 dense: 0.5 FLOP per byte
+    expected = {"rank": ((520, 260, 5, 5), 682_500, 540_900), "flops": ((200, 650, 13, 2), 265_200, 520_104)}
+    for prefer, (sides, macs, n_bytes) in expected.items():
+        k = shapes.kron_shape((M, N), 25, prefer=prefer)
+        assert (k.m1, k.n1, k.m2, k.n2) == sides and k.flops == macs
+        kp = methods[bench.kp_label(k, prefer)]
+        assert kp.macs == macs == min(kernels.kron_costs(*sides)) and kp.n_bytes == n_bytes == 4 * k.n_params
+        assert kp.flop_bound == M * N / macs < k.compression
+        doped = methods[f"doped {bench.kp_label(k, prefer)[3:]} +1.0%"]
+        assert doped.W.nnz == 33_800 and doped.macs == macs + 33_800
+        assert doped.n_bytes == n_bytes + 33_800 * (4 + 4) + (M + 1) * 4
+        assert doped.W.n_params == k.n_params + 33_800
+        assert M * N / doped.W.n_params >= 20 * (1 - sp.RTOL)
+    assert methods["kp 520x260 (x) 5x5 [rank]"].flop_bound == pytest.approx(4.952, abs=1e-3)
+    assert methods["kp 200x650 (x) 13x2 [flops]"].flop_bound == pytest.approx(12.745, abs=1e-3)
+    # intensities: the rank split does 5x dense's FLOPs per byte, the speed split 2x
+    assert 2 * 682_500 / 540_900 == pytest.approx(2.52, abs=0.01)
+    assert 2 * 265_200 / 520_104 == pytest.approx(1.02, abs=0.01)
+
+
+def test_cache_fit_on_the_benchmark_machine(bench, methods, record):
+    L2, L3 = sp.parse_size(record["machine"]["l2_cache"]), sp.parse_size(record["machine"]["l3_cache"])
+    assert (L2, L3) == (2**20, 32 * 2**20)
+    model_step = 2 * M * N * 4 + bench.VOCAB * bench.H * 4
+    assert L2 < methods["dense"].n_bytes < L3 < model_step
+    small = [mt for name, mt in methods.items() if name.startswith("kp ") or name.endswith("+1.0%")]
+    assert len(small) == 4 and all(mt.n_bytes < L2 for mt in small)
+
+
+def test_parse_size_and_fmt_bytes():
+    assert sp.parse_size("1024K") == 2**20 and sp.parse_size("32M") == 2**25 and sp.parse_size("512") == 512
+    assert sp.fmt_bytes(540_900) == "528 KiB" and sp.fmt_bytes(13_520_000) == "12.89 MiB"
+
+
+def test_fused_step_equals_the_layer(methods):
+    """08, section 1: the fused step (one Numba call for KP and doped KP) == the layer's step."""
+    rng = np.random.default_rng(1)
+    H = 650
+    bias = rng.uniform(-0.05, 0.05, 4 * H).astype(np.float32)
+    x = rng.standard_normal((1, H)).astype(np.float32)
+    h0, c0 = rng.uniform(-0.5, 0.5, (1, H)).astype(np.float32), rng.standard_normal((1, H)).astype(np.float32)
+    kinds = set()
+    for mt in methods.values():
+        layer = LSTMLayer(mt.W, bias, H, H)
+        step = LSTMStep(layer)
+        kinds.add(step.kind)
+        _, (h_ref, c_ref), _ = layer.forward(x[None], (h0, c0))
+        h, c = step(x, (h0, c0))
+        for a, b in ((h, h_ref), (c, c_ref)):
+            assert np.abs(a - b).max() / np.abs(b).max() < 2e-5, mt.name
+    assert kinds == {"dense", "fused kron", "generic"}
+
+
+def test_committed_rows_match_the_matrices(methods, record):
+    rows = sp.select(record["rows"])
+    assert {r["method"] for r in rows} == set(methods)
+    assert {(r["cache"], r["variant"]) for r in rows} == {(c, v) for c in sp.CACHES for v in ("layer", "fused")}
+    for r in rows:
+        mt = methods[r["method"]]
+        assert (r["weight_bytes"], r["macs_per_row"], r["n_params"]) == (mt.n_bytes, mt.macs, mt.W.n_params)
+        assert r["flop_bound"] == pytest.approx(mt.flop_bound, rel=1e-12)
+        assert r["flops_per_weight_byte"] == pytest.approx(2 * mt.macs / mt.n_bytes, rel=1e-12)
+        # the identity of section 2: speed-up = FLOP bound x (GFLOP/s / dense layer's GFLOP/s)
+        dense = next(d for d in sp.select(record["rows"], cache=r["cache"], variant="layer") if d["method"] == "dense")
+        assert r["speedup"] == pytest.approx(r["flop_bound"] * r["gflops"] / dense["gflops"], rel=1e-9)
+    assert record["command"] == "python benchmarks/inference.py --json data/results/inference.json"
+
+
+def test_targets_agree_with_the_benchmark(record):
+    verdict = sp.target_results(record["rows"])
+    assert [label for label, _, _ in verdict] == [t[0] for t in sp.TARGETS]
+    stored = {(t["target"].split(" faster")[0], x["method"], x["cache"]): x for t in record["targets"]
+              for x in t["results"] if x["variant"] == "fused"}
+    n = 0
+    for label, need, results in verdict:
+        assert len(results) == 4                                 # 2 Kronecker splits x 2 cache modes
+        for r in results:
+            s = stored[label.split(" faster")[0], r["method"], r["cache"]]
+            assert s["met"] == r["met_layer"] == (r["x_layer"] >= need) and s["speedup"] == r["x_layer"]
+            assert r["met_fused"] == (r["x_fused"] >= need)
+            n += 1
+    assert n == len(stored)
+
+
+def test_target_verdict_on_synthetic_rows():
+    def row(method, cache, variant, seconds, comp):
+        return {"method": method, "cache": cache, "variant": variant, "batch": 1, "steps": 1, "seconds": seconds,
+                "speedup": 100.0 / seconds, "flop_bound": 5.0, "compression": comp}
+    rows = [row("dense", c, v, 100.0 if v == "layer" else 90.0, 1.0) for c in sp.CACHES for v in ("layer", "fused")]
+    rows += [row("kp 1x1 (x) 1x1 [flops]", "warm", "fused", 9.5, 26.0),    # 10.5x layer, 9.5x fused
+             row("kp 1x1 (x) 1x1 [flops]", "cold", "fused", 20.0, 26.0),
+             row("kp 1x1 (x) 1x1 [rank]", "warm", "fused", 5.0, 24.0),     # fast but below 25x: not a candidate
+             row("doped 1x1 (x) 1x1 [rank] +1.0%", "cold", "fused", 15.0, 19.99)]
+    (_, _, doped), (_, _, kp) = sp.target_results(rows)
+    assert [(r["cache"], r["met_layer"]) for r in doped] == [("cold", True)]
+    assert [(r["cache"], r["met_layer"], r["met_fused"]) for r in kp] == [("warm", True, False), ("cold", False, False)]
+    assert sp.target_summary(kp) == "warm cache: met by KP flops; cold cache: not met"
+    assert sp.target_summary(kp, "met_fused") == "warm cache: not met; cold cache: not met"
+
+
+def test_load_results_rejects_other_json(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text('{"rows": []}')
+    with pytest.raises(ValueError, match="command"):
+        sp.load_results(path)
+
+
+def test_tables_list_every_method(record):
+    rows = record["rows"]
+    structure, speed = sp.structure_table(rows), sp.speed_table(rows)
+    names = list(dict.fromkeys(r["method"] for r in sp.select(rows)))
+    assert len(structure.splitlines()) == len(speed.splitlines()) == 2 + len(names)
+    assert all(name in structure for name in names)
+    assert [ln.split("  ")[0].strip() for ln in speed.splitlines()[2:]] == [sp.short_name(n) for n in names]
+    assert "warm: fused" in speed and "cold: fused" in speed
+    assert "13,520,000" not in structure and "12.89 MiB" in structure and "0.50" in structure
+    table = sp.text_table(("a", "bb"), [("x", 1), ("yyy", 22)])
+    assert table.splitlines() == ["a    bb", "---  --", "x     1", "yyy  22"]
+
+
+def test_short_names():
+    assert sp.short_name("doped 200x650 (x) 13x2 [flops] +1.0%") == "dKP flops +1.0%"
+    assert sp.short_name("kp 520x260 (x) 5x5 [rank]") == "KP rank"
+    assert [sp.short_name(n) for n in ("dense", "lmf r=34", "hmd 52 rows + r=17", "pruned (csr)")] == [
+        "dense", "LMF", "HMD", "pruned"]
+
+
+def test_speedup_figure_is_labelled(record):
+    fig = sp.plot_speedup_vs_bound(record["rows"])
+    assert fig._suptitle.get_text()
+    assert len(fig.axes) == 2
+    for ax, cache in zip(fig.axes, sp.CACHES):
+        assert ax.get_title().startswith(f"{cache} cache")
+        assert "FLOP bound" in ax.get_xlabel() and "(x, log scale)" in ax.get_xlabel()
+        assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert "speed-up" in fig.axes[0].get_ylabel() and "(x, log scale)" in fig.axes[0].get_ylabel()
+    legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
+    assert legend == ["y = x (speed-up = FLOP bound)", "layer step (LSTMLayer.forward)",
+                      "fused step (dkp.inference.LSTMStep)", "target 6x", "target 10x"]
+    x, y = fig.axes[0].lines[0].get_data()
+    assert list(x) == list(y)                                   # the reference line is y = x
+    plt.close(fig)
+
+
+def test_roofline_is_labelled(record):
+    fig = sp.plot_roofline(record["rows"])
+    ax = fig.axes[0]
+    assert ax.get_title() and ax.get_xscale() == ax.get_yscale() == "log"
+    assert "FLOP per byte" in ax.get_xlabel() and "GFLOP/s" in ax.get_ylabel()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(legend) == 6 and legend[0] == "warm cache, fused step" and legend[3] == "cold cache, fused step"
+    # the diagonal through dense: GFLOP/s = GB/s x FLOP/B
+    dense = next(r for r in sp.select(record["rows"], cache="warm", variant="fused") if r["method"] == "dense")
+    (x0, x1), (y0, y1) = ax.lines[0].get_data()
+    assert y0 / x0 == pytest.approx(dense["weight_gb_per_s"]) and y1 / x1 == pytest.approx(dense["weight_gb_per_s"])
+    assert dense["gflops"] == pytest.approx(dense["weight_gb_per_s"] * dense["flops_per_weight_byte"], rel=1e-9)
+    plt.close(fig)
