@@ -39,6 +39,18 @@ def nearest_kronecker(W, factors, rank=1):
     return Kronecker(A.astype(W.dtype), B.astype(W.dtype))
 
 
+def nearest_kronecker_errors(W, factors, ranks):
+    """Relative Frobenius errors ||W - W_r||_F / ||W||_F of `nearest_kronecker(W, factors, r)` for each
+    r in `ranks`, computed in float64 (so that an exact representation gives round-off, not float32
+    noise). Equals sqrt(sum_{k >= r} s_k^2 / sum_k s_k^2) with s the singular values of R(W),
+    indexed from 0."""
+    W = _matrix(W).astype(np.float64)
+    norm = np.linalg.norm(W)
+    if norm == 0:
+        raise ValueError("W is all zeros: its relative error is undefined")
+    return np.array([np.linalg.norm(W - nearest_kronecker(W, factors, r).to_dense()) / norm for r in ranks])
+
+
 def truncated_svd(W, rank):
     """The best rank-r approximation U @ V (Eckart-Young), with the singular values split evenly."""
     W = _matrix(W)

@@ -109,3 +109,13 @@ def test_residual_overlay_keeps_the_largest_residual_entries_at_exact_density(de
     assert fro(W - D.to_dense()) < fro(residual) or density == 0
     with pytest.raises(ValueError, match="one shape"):
         compress.residual_overlay(W[:10], K, density)
+
+
+def test_nearest_kronecker_errors_are_the_relative_svd_tail(rng):
+    W = rng.standard_normal((20, 6)).astype(np.float32)
+    s = np.linalg.svd(compress.rearrange(W.astype(np.float64), FACTORS), compute_uv=False)
+    errors = compress.nearest_kronecker_errors(W, FACTORS, range(1, 11))
+    assert np.allclose(errors, [np.sqrt(np.sum(s[r:] ** 2) / np.sum(s ** 2)) for r in range(1, 11)], atol=1e-12)
+    assert errors[-1] < 1e-12                                # float64 inside: exact, not float32 noise
+    with pytest.raises(ValueError, match="all zeros"):
+        compress.nearest_kronecker_errors(np.zeros((20, 6)), FACTORS, [1])

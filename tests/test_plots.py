@@ -25,3 +25,45 @@ def test_a_single_line_has_no_legend_and_missing_keys_are_skipped():
     assert len(ax.lines) == 1 and ax.get_legend() is None
     assert ax.get_title() and ax.get_ylabel() == "perplexity (per word)"
     plt.close(ax.figure)
+
+
+def test_kron_heatmaps_are_labelled_and_draw_the_block_grid():
+    import numpy as np
+
+    from dkp.plots import plot_kron_heatmaps
+
+    A, B = np.arange(6.0).reshape(3, 2), np.ones((4, 3))
+    fig = plot_kron_heatmaps(A, B)
+    heat = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in heat] == ["A (3 x 2)", "B (4 x 3)", "A ⊗ B (12 x 6)"]
+    assert all(ax.get_xlabel() == "column index" and ax.get_ylabel() == "row index" for ax in heat)
+    assert len(heat[2].lines) == 2 + 1          # block boundaries: 2 horizontal, 1 vertical
+    assert "12 x 6 from 18 stored numbers" in fig._suptitle.get_text()
+    plt.close(fig)
+    # blocks of large factors are titled as such
+    fig = plot_kron_heatmaps(A, B, shapes=((520, 260), (4, 3)))
+    assert fig.axes[0].get_title() == "A (520 x 260):\ntop-left 3 x 2"
+    plt.close(fig)
+
+
+def test_kron_tradeoff_and_error_plots_are_labelled():
+    import numpy as np
+
+    from dkp.plots import plot_kron_tradeoff, plot_nearest_kronecker_errors
+    from dkp.shapes import kron_candidates, kron_shape
+
+    shape = (2600, 1300)
+    ax = plot_kron_tradeoff(kron_candidates(shape), shape, picks={"rank rule": kron_shape(shape, 25)}, target=25)
+    assert ax.get_title() and "compression" in ax.get_xlabel() and "multiply-adds" in ax.get_ylabel()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("A 520x260 ⊗ B 5x5" in t for t in labels) and "target 25x" in labels
+    plt.close(ax.figure)
+    ranks = np.arange(1, 5)
+    left, right = plot_nearest_kronecker_errors(
+        {"a": {"rank": ranks, "error": [0.9, 0.5, 0.2, 0.0], "compression": 8 / ranks},
+         "b": {"rank": ranks, "error": [0.95, 0.6, 0.3, 0.0], "compression": 8 / ranks, "on_rank_axis": False}},
+        title="demo")
+    assert "rank" in left.get_xlabel() and "compression" in right.get_xlabel()
+    assert "relative error" in left.get_ylabel() and left.get_title() and right.get_title()
+    assert len(left.lines) == 1 and len(right.lines) == 2 and right.get_legend() is not None
+    plt.close(left.figure)

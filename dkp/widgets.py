@@ -1,0 +1,364 @@
+"""Interactive explorers for the notebooks (ipywidgets), built so that their logic runs without a browser.
+
+Every explorer follows the same pattern, so that tests/test_widgets.py can drive it like a student would:
+
+* **Plain functions compute.** They take numbers, return a small frozen dataclass of numbers and
+  strings, and never raise on a bad combination of inputs: they return a state whose `error` holds a
+  sentence saying what is wrong. They know nothing about widgets.
+* **A small class wires widgets to them.** Its controls are attributes (`explorer.hidden`,
+  `explorer.m1`, ...); `update()` reads them, calls the functions, keeps the result in
+  `explorer.state`, writes the numbers into an HTML widget and redraws the figure. Every control's
+  value change calls `update()`, so setting `explorer.m1.value = 520` from code does exactly what
+  moving the slider does.
+* **Figures live in an `ipywidgets.Output` and are closed after showing**, so redrawing never leaks
+  matplotlib figures. `explorer.drawn` records what the last redraw showed (panel titles).
+* Show an explorer as a cell's last expression, with `display(explorer)`, or place `explorer.widget`.
+
+Explorers (add new ones as a new section with the same layout):
+
+    KroneckerExplorer   notebook 02: factor shapes of W = A kron B for an LSTM gate matrix (4H, 2H):
+                        compression, multiply-adds of both orders against dense, maximum rank, heatmaps
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from .configs import CONFIGS
+from .kernels import kron_costs
+from .shapes import KronShape
+
+# ============================================================================================
+# Shared plumbing
+# ============================================================================================
+
+
+def divisors(k):
+    """The divisors of a positive integer k, ascending."""
+    k = int(k)
+    if k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    small = [d for d in range(1, math.isqrt(k) + 1) if k % d == 0]
+    return sorted(set(small + [k // d for d in small]))
+
+
+def nearest_divisor(k, target):
+    """The divisor of k closest to `target` (the smaller one on a tie)."""
+    return min(divisors(k), key=lambda d: (abs(d - target), d))
+
+
+class Explorer:
+    """Base of the explorers: holds `widget` (the layout), `state` (the last computed state) and
+    `drawn` (what the last redraw showed); subclasses build widgets, then call `_connect`."""
+
+    widget = None
+    state = None
+    drawn = None
+
+    def __init__(self, draw=True):
+        self.draw = draw       # False: compute and write the numbers only (no matplotlib)
+        self._holding = False  # True while several controls change together: one update at the end
+
+    def update(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _connect(self, *controls):
+        for control in controls:
+            control.observe(self._changed, names="value")
+
+    def _changed(self, change):
+        if not self._holding:
+            self.update()
+
+    @contextmanager
+    def _hold(self):
+        """Change several controls with one update at the end (or none, if already holding)."""
+        outer = self._holding
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = outer
+        if not outer:
+            self.update()
+
+    def _redraw(self, output, make_figure):
+        """Clear `output` and show the Figure `make_figure()` returns inside it, then close it.
+        Records the figure's axes titles in `self.drawn`."""
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        output.clear_output(wait=True)
+        fig = make_figure()
+        try:
+            self.drawn = [ax.get_title() for ax in fig.axes if ax.get_title()]
+            with output:
+                display(fig)
+        finally:
+            plt.close(fig)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+
+# ============================================================================================
+# Kronecker explorer (notebook 02)
+# ============================================================================================
+
+# The hidden sizes offered: a few tiny ones whose whole matrix fits on screen, then the course's configs.
+_NAMES = {c.hidden: name for name, c in CONFIGS.items()}
+HIDDEN_SIZES = (2, 3, 4, 8, 16, *sorted(_NAMES))
+
+
+def gate_shape(hidden):
+    """The shape (4H, 2H) of an LSTM gate matrix whose input size equals its hidden size H."""
+    return 4 * int(hidden), 2 * int(hidden)
+
+
+@dataclass(frozen=True)
+class KronState:
+    """What the Kronecker explorer shows for W (m, n) = sum of `rank` products A (m1, n1) kron B (m2, n2).
+
+    When the combination is invalid, `error` says why and the numbers are None."""
+    m: int
+    n: int
+    m1: int
+    n1: int
+    m2: int
+    n2: int
+    rank: int = 1
+    error: str | None = None
+    note: str | None = None
+    kron: KronShape | None = None
+    n_params: int | None = None
+    dense_params: int | None = None
+    compression: float | None = None
+    flops_b_first: int | None = None   # multiply-adds per input row: X @ B.T first, then A @ .
+    flops_a_first: int | None = None   # A @ X first, then . @ B.T
+    cheaper: str | None = None         # "B first" or "A first" (B first on a tie, as dkp.kernels)
+    flops: int | None = None           # the cheaper of the two
+    dense_flops: int | None = None     # m * n
+    speed_bound: float | None = None   # dense_flops / flops: no kernel can beat this ratio
+    max_rank: int | None = None        # the largest rank the product can have
+    full_rank: bool | None = None      # max_rank == min(m, n)
+
+    @property
+    def valid(self):
+        return self.error is None
+
+
+def kron_state(m, n, m1, n1, m2, n2, rank=1):
+    """Everything the explorer shows, as numbers (see KronState). Never raises on bad sizes: an
+    impossible combination comes back with `error` set."""
+    try:
+        m, n, m1, n1, m2, n2, rank = (int(v) for v in (m, n, m1, n1, m2, n2, rank))
+    except (TypeError, ValueError):
+        return KronState(0, 0, 0, 0, 0, 0, 0, error=f"sizes must be integers, got {(m, n, m1, n1, m2, n2, rank)!r}")
+    base = dict(m=m, n=n, m1=m1, n1=n1, m2=m2, n2=n2, rank=rank)
+    if min(m, n, m1, n1, m2, n2) < 1:
+        return KronState(**base, error="every side must be a positive integer")
+    if rank < 1:
+        return KronState(**base, error=f"the rank (number of products summed) must be at least 1, got {rank}")
+    wrong = []
+    if m1 * m2 != m:
+        wrong.append(f"m1·m2 = {m1}·{m2} = {m1 * m2}, but W has m = {m} rows")
+    if n1 * n2 != n:
+        wrong.append(f"n1·n2 = {n1}·{n2} = {n1 * n2}, but W has n = {n} columns")
+    if wrong:
+        return KronState(**base, error=(f"A {m1}x{n1} ⊗ B {m2}x{n2} is {m1 * m2}x{n1 * n2}, not the "
+                                        f"{m}x{n} matrix W: " + "; ".join(wrong) + "."))
+    k = KronShape(m1, n1, m2, n2, rank)
+    cost_b, cost_a = (rank * c for c in kron_costs(m1, n1, m2, n2))
+    note = None
+    if rank > min(m1 * n1, m2 * n2):
+        note = (f"rank {rank} > min(m1·n1, m2·n2) = {min(m1 * n1, m2 * n2)}: any sum of that many "
+                f"products can be written with fewer, so the extra terms only cost storage.")
+    return KronState(**base, note=note, kron=k, n_params=k.n_params, dense_params=m * n,
+                     compression=k.compression, flops_b_first=cost_b, flops_a_first=cost_a,
+                     cheaper="B first" if cost_b <= cost_a else "A first", flops=min(cost_b, cost_a),
+                     dense_flops=m * n, speed_bound=m * n / min(cost_b, cost_a), max_rank=k.max_rank,
+                     full_rank=k.max_rank == min(m, n))
+
+
+def kron_state_html(s):
+    """The explorer's text: the numbers of a KronState as a small HTML table, or its error."""
+    if not s.valid:
+        return f"<p style='color:#b00'><b>Not a Kronecker factorisation of W.</b> {s.error}</p>"
+    mark = {"B first": "", "A first": ""}
+    mark[s.cheaper] = " ← cheaper"
+    terms = f"sum of {s.rank} products " if s.rank > 1 else ""
+    rows = [
+        ("W", f"{s.m} x {s.n} = {terms}A {s.m1} x {s.n1} ⊗ B {s.m2} x {s.n2}"),
+        ("stored numbers", f"{s.n_params:,} (dense: {s.dense_params:,})"),
+        ("compression", f"{s.compression:.4g}x"),
+        ("multiply-adds per row, B first: A @ (X @ Bᵀ)", f"{s.flops_b_first:,}{mark['B first']}"),
+        ("multiply-adds per row, A first: (A @ X) @ Bᵀ", f"{s.flops_a_first:,}{mark['A first']}"),
+        ("multiply-adds per row, dense x @ Wᵀ", f"{s.dense_flops:,}"),
+        ("speed bound (dense / cheaper order)", f"{s.speed_bound:.4g}x"),
+        ("maximum rank of W", f"{s.max_rank:,} of min(m, n) = {min(s.m, s.n):,}"
+                              + (" (full rank possible)" if s.full_rank else "")),
+    ]
+    body = "".join(f"<tr><td style='text-align:left'>{k}</td><td style='text-align:left'><b>{v}</b></td></tr>"
+                   for k, v in rows)
+    note = f"<p style='color:#a60'>{s.note}</p>" if s.note else ""
+    return f"<table>{body}</table>{note}"
+
+
+def random_factor_block(shape, seed, max_side):
+    """The top-left (min(p, max_side), min(q, max_side)) block of a seeded standard-normal matrix
+    of `shape` (p, q): the same numbers as those entries of the full matrix, without drawing it."""
+    p, q = shape
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((min(p, max_side), q))[:, :min(q, max_side)]
+
+
+def kron_block(A, B, rows, cols, b_shape=None):
+    """W[:rows, :cols] of W = A kron B without forming W: W[i, j] = A[i // m2, j // n2] * B[i % m2, j % n2].
+
+    A and B may be top-left blocks of the factors as long as they cover the entries needed;
+    b_shape = (m2, n2) is B's full shape (default: B.shape)."""
+    m2, n2 = B.shape if b_shape is None else b_shape
+    i, j = np.arange(rows), np.arange(cols)
+    if (i[-1] // m2 >= A.shape[0] or j[-1] // n2 >= A.shape[1]
+            or min(rows, m2) > B.shape[0] or min(cols, n2) > B.shape[1]):
+        raise ValueError(f"the blocks A {A.shape} and B {B.shape} do not cover W[:{rows}, :{cols}] "
+                         f"with B of full shape {(m2, n2)}")
+    return A[np.ix_(i // m2, j // n2)] * B[np.ix_(i % m2, j % n2)]
+
+
+def kron_display_arrays(s, seed=0, max_side=48):
+    """Seeded random factors for a valid KronState and the top-left blocks to draw: (A, B, W) with
+    each side at most `max_side` (a rank-r state draws the sum of r products)."""
+    if not s.valid:
+        raise ValueError(s.error)
+    A = [random_factor_block((s.m1, s.n1), (seed, 2 * k), max_side) for k in range(s.rank)]
+    B = [random_factor_block((s.m2, s.n2), (seed, 2 * k + 1), max_side) for k in range(s.rank)]
+    rows, cols = min(s.m, max_side), min(s.n, max_side)
+    W = sum(kron_block(a, b, rows, cols, (s.m2, s.n2)) for a, b in zip(A, B))
+    return A[0], B[0], W
+
+
+class KroneckerExplorer(Explorer):
+    """Choose the factor shapes of an LSTM gate matrix W (4H, 2H) = A (m1, n1) ⊗ B (m2, n2) and see
+    the compression, the multiply-adds of both multiplication orders against dense, the maximum rank,
+    and heatmaps of seeded random A, B and A ⊗ B (top-left blocks when they are large).
+
+    Controls: hidden (H), m1, n1, m2, n2 (divisors of m and n), linked (keep m1·m2 = m and
+    n1·n2 = n: moving one side moves its partner), rank (products summed), seed.
+    Unlinked, any combination can be chosen, and an impossible one is explained, not raised."""
+
+    def __init__(self, hidden=64, m1=None, n1=None, rank=1, seed=0, max_side=48, draw=True,
+                 hidden_sizes=HIDDEN_SIZES):
+        import ipywidgets as w
+
+        super().__init__(draw)
+        self.max_side = int(max_side)
+        sizes = sorted(set(hidden_sizes) | {int(hidden)})
+        self.hidden = w.Dropdown(options=[(self._hidden_label(h), h) for h in sizes], value=int(hidden),
+                                 description="H", layout=w.Layout(width="22em"))
+        slider = dict(continuous_update=False, layout=w.Layout(width="28em"))
+        self.m1 = w.SelectionSlider(options=[1], description="m1 (A rows)", **slider)
+        self.n1 = w.SelectionSlider(options=[1], description="n1 (A cols)", **slider)
+        self.m2 = w.SelectionSlider(options=[1], description="m2 (B rows)", **slider)
+        self.n2 = w.SelectionSlider(options=[1], description="n2 (B cols)", **slider)
+        for s in (self.m1, self.n1, self.m2, self.n2):
+            s.style.description_width = "7em"
+        self.linked = w.Checkbox(value=True, description="keep m1·m2 = m and n1·n2 = n", indent=False)
+        self.rank = w.IntSlider(value=int(rank), min=1, max=8, description="rank r", continuous_update=False)
+        self.seed = w.IntText(value=int(seed), description="seed", layout=w.Layout(width="12em"))
+        self.summary = w.HTML()
+        self.plot = w.Output()
+        self.widget = w.VBox([
+            w.HBox([self.hidden, self.linked]),
+            w.HBox([w.VBox([self.m1, self.n1]), w.VBox([self.m2, self.n2])]),
+            w.HBox([self.rank, self.seed]),
+            self.summary, self.plot])
+        self._set_matrix(int(hidden), m1, n1)   # also the first update()
+        self.hidden.observe(self._hidden_changed, names="value")
+        self.linked.observe(self._linked_changed, names="value")
+        for side in (self.m1, self.n1, self.m2, self.n2):
+            side.observe(self._side_changed, names="value")
+        self._connect(self.rank, self.seed)
+
+    @staticmethod
+    def _hidden_label(h):
+        m, n = gate_shape(h)
+        name = f" ({_NAMES[h]})" if h in _NAMES else ""
+        return f"H = {h}{name}: W {m} x {n}"
+
+    @property
+    def shape(self):
+        """(m, n) of the gate matrix for the current H."""
+        return gate_shape(self.hidden.value)
+
+    def _set_matrix(self, hidden, m1=None, n1=None):
+        """New (m, n): divisors as the sliders' options, and a starting split (given, or the
+        divisors nearest sqrt(m) and sqrt(n): two factors of similar size)."""
+        m, n = gate_shape(hidden)
+        m1 = nearest_divisor(m, math.sqrt(m)) if m1 is None else int(m1)
+        n1 = nearest_divisor(n, math.sqrt(n)) if n1 is None else int(n1)
+        if m % m1 or n % n1:
+            raise ValueError(f"m1 = {m1} and n1 = {n1} must divide m = {m} and n = {n}")
+        with self._hold():
+            for s, k, v in ((self.m1, m, m1), (self.m2, m, m // m1), (self.n1, n, n1), (self.n2, n, n // n1)):
+                opts = divisors(k)
+                # a value valid in both option lists first, so the slider never holds an invalid value
+                s.value = s.value if s.value in opts else 1
+                s.options = opts
+                s.value = v
+
+    def _hidden_changed(self, change):
+        self._set_matrix(change["new"])
+
+    def _linked_changed(self, change):
+        """Linking again makes B's sides follow A's (unlinking changes nothing shown)."""
+        if change["new"]:
+            with self._hold():
+                m, n = self.shape
+                self.m2.value, self.n2.value = m // self.m1.value, n // self.n1.value
+
+    def _side_changed(self, change):
+        """One side moved. Linked, its partner follows (m1 <-> m2, n1 <-> n2); then one update."""
+        if self._holding:
+            return
+        with self._hold():
+            if self.linked.value:
+                m, n = self.shape
+                partner, k = {id(self.m1): (self.m2, m), id(self.m2): (self.m1, m),
+                              id(self.n1): (self.n2, n), id(self.n2): (self.n1, n)}[id(change["owner"])]
+                partner.value = k // change["new"]
+
+    def update(self):
+        """Recompute the state from the controls, rewrite the numbers, redraw the heatmaps."""
+        m, n = self.shape
+        self.state = kron_state(m, n, self.m1.value, self.n1.value, self.m2.value, self.n2.value, self.rank.value)
+        self.summary.value = kron_state_html(self.state)
+        if not self.draw:
+            return self.state
+        if self.state.valid:
+            self._redraw(self.plot, self._figure)
+        else:
+            self.plot.clear_output()
+            self.drawn = []
+        return self.state
+
+    def _figure(self):
+        from .plots import plot_kron_heatmaps
+
+        s = self.state
+        A, B, W = kron_display_arrays(s, seed=self.seed.value, max_side=self.max_side)
+        fig = plot_kron_heatmaps(A, B, W, shapes=((s.m1, s.n1), (s.m2, s.n2)))
+        if s.rank > 1:  # A and B show the first term; W the whole sum
+            fig.axes[0].set_title(fig.axes[0].get_title().replace("A", "A[0]", 1), fontsize=10)
+            fig.axes[1].set_title(fig.axes[1].get_title().replace("B", "B[0]", 1), fontsize=10)
+            fig.axes[2].set_title(fig.axes[2].get_title().replace("A ⊗ B", f"W = sum of {s.rank} products"),
+                                  fontsize=10)
+            fig.suptitle(f"W = A[0] ⊗ B[0] + ... + A[{s.rank - 1}] ⊗ B[{s.rank - 1}]: every block of W is a "
+                         f"combination of the B[k]  ({s.m} x {s.n} from {s.n_params:,} stored numbers)",
+                         fontsize=11)
+        return fig
