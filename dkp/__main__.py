@@ -39,6 +39,22 @@ def _eval(args):
                       **{f"{k}_ppl": v for k, v in result.items()}}, indent=2))
 
 
+def _experiment(args):
+    from .experiments import run_experiment
+    result = run_experiment(args.name, seeds=args.seeds, quick_mode=args.quick, scale=args.scale, out=args.out,
+                            jobs=args.jobs, progress=not args.quiet, only=args.arms)
+    name = f"{args.name}{'-quick' if args.quick else ''}.json"
+    print(f"wrote {os.path.join(args.out, name)} ({result['wall_seconds']:.0f} s)")
+
+
+def _report(args):
+    from .report import load_results, markdown
+    results = load_results(args.directory, quick=args.quick)
+    if not results:
+        raise ValueError(f"no experiment results (NAME{'-quick' if args.quick else ''}.json) in {args.directory!r}")
+    print(markdown(results), end="")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m dkp", description=(
         "dkp: doped Kronecker products for LSTM language models, in NumPy."))
@@ -73,6 +89,26 @@ def main(argv=None):
     p.add_argument("checkpoint")
     p.add_argument("--splits", nargs="+", default=["valid", "test"], choices=["train", "valid", "test"])
     p.set_defaults(func=_eval)
+
+    from .experiments import EXPERIMENTS
+    p = sub.add_parser("experiment", help="run a named experiment over seeds and write its JSON",
+                       description="Run every arm of a named experiment over seeds; write OUT/NAME.json.")
+    p.add_argument("name", choices=EXPERIMENTS)
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per arm (default 3)")
+    p.add_argument("--quick", action="store_true", help="a short version on a slice of PTB (CI, notebooks)")
+    p.add_argument("--scale", default="course", choices=["course", "paper"],
+                   help="course: the laptop scale (default); paper: medium 2 x 650 at 25x")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel, one BLAS thread each (default 1)")
+    p.add_argument("--arms", nargs="+", help="run only these arms")
+    p.add_argument("--out", default="data/results", help="output directory (default data/results)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_experiment)
+
+    p = sub.add_parser("report", help="tables and the verdict on each effect, from experiment JSON",
+                       description="Markdown tables of every experiment in DIRECTORY and the four effects.")
+    p.add_argument("directory", nargs="?", default="data/results")
+    p.add_argument("--quick", action="store_true", help="read the NAME-quick.json files")
+    p.set_defaults(func=_report)
 
     args = parser.parse_args(argv)
     from .data import DataError

@@ -1,0 +1,253 @@
+"""Named experiments: each a set of arms (configs) trained over several seeds, written to JSON.
+
+    python -m dkp experiment NAME [--seeds N] [--quick] [--scale course|paper] [--jobs J] [--out DIR]
+
+The experiments show the four effects of the course, one family each:
+
+    kp-loss   dense vs a dense LSTM shrunk to the same LSTM parameter count vs KP
+    doping    KP vs doped KP (annealed S, with and without co-matrix dropout)
+    cma       doped KP annealed without CMR, with the CMA diagnostics along the anneal
+    cmr       the same with CMR: a sweep of p for the "output" variant, and the three variants
+    methods   doped KP vs pruning vs LMF vs HMD vs doped LMF vs doped HMD, at one compression
+
+Every arm of a scale shares everything but what the arm changes (data, optimizer, epochs, anneal
+window), so differences between arms come from the method. `DIR/NAME.json` is rewritten atomically
+after every finished run, so an interrupted experiment keeps what it finished; rerunning it skips
+the runs already there (same config and seed).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+import numpy as np
+
+from . import io
+from .configs import Config, get_config
+
+# --- scales ----------------------------------------------------------------------------------------
+# "course": chosen so that every family, all arms and 3 seeds, fits in an hour on a 2-core laptop
+# (see data/results/README.md for the search that chose it). "paper": Zaremba's medium model with
+# its LSTM layers compressed 25x, as in the doping paper: one flag away, for people with time.
+SCALES = {
+    "course": dict(base=get_config("small").with_(
+        name="course", hidden=200, layers=2, epochs=2, bptt=20, dropout=0.0, init_scale=0.1,
+        optimizer="adam", lr=2e-3, lr_decay=2.0, decay_after=1, clip=5.0, train_tokens=500_000,
+        anneal_start=0.1, anneal_end=1.5, anneal_every=20, eval_tokens=0), compression=10.0, doping=0.01,
+        cmr_p=0.3),
+    "paper": dict(base=get_config("medium").with_(
+        name="paper", optimizer="adam", lr=1.5e-3, anneal_start=1.0, anneal_end=20.0, anneal_every=100),
+        compression=25.0, doping=0.01, cmr_p=0.3),
+}
+# --quick: the same arms on a slice of PTB with hidden sizes divided by QUICK_SHRINK, for CI and
+# the notebooks (each experiment < 2 minutes).
+QUICK = dict(epochs=2, train_tokens=100_000, eval_tokens=10_000, anneal_start=0.25, anneal_end=1.5,
+             anneal_every=5, decay_after=1)
+QUICK_SHRINK = 4
+
+
+def shrunk_hidden(config, compression):
+    """Hidden size H' of a dense LSTM whose gate matrices hold about 1/compression of the
+    parameters of those of hidden size H (8 H^2 each): H' = H / sqrt(compression)."""
+    return max(2, int(round(config.hidden / math.sqrt(compression))))
+
+
+def arms(name, scale="course"):
+    """{arm name: config} of experiment `name` at `scale`."""
+    s = SCALES[scale]
+    base, c, d, p = s["base"], s["compression"], s["doping"], s["cmr_p"]
+    kp = base.with_(structure="kp", compression=c)
+    doped = kp.with_(doping=d)
+    families = {
+        "kp-loss": {
+            "dense": base,
+            "dense-shrunk": base.with_(hidden=shrunk_hidden(base, c)),
+            "kp": kp,
+        },
+        "doping": {
+            "kp": kp,
+            "doped-kp": doped,
+            "doped-kp-cmr": doped.with_(cmr_p=p),
+        },
+        "cma": {
+            "doped-kp": doped,
+        },
+        "cmr": {
+            "doped-kp": doped,
+            **{f"output-p{q:g}": doped.with_(cmr_p=q) for q in (0.1, 0.3, 0.5)},
+            f"branch-p{p:g}": doped.with_(cmr_p=p, cmr_variant="branch"),
+            f"connect-p{p:g}": doped.with_(cmr_p=p, cmr_variant="connect"),
+        },
+        "methods": {
+            "doped-kp": doped.with_(cmr_p=p),
+            "prune": base.with_(structure="prune", compression=c),
+            "lmf": base.with_(structure="lmf", compression=c),
+            "hmd": base.with_(structure="hmd", compression=c),
+            "doped-lmf": base.with_(structure="lmf", compression=c, doping=d, cmr_p=p),
+            "doped-hmd": base.with_(structure="hmd", compression=c, doping=d, cmr_p=p),
+        },
+    }
+    if name not in families:
+        raise ValueError(f"experiment must be one of {sorted(families)}, got {name!r}")
+    return families[name]
+
+
+EXPERIMENTS = ("kp-loss", "doping", "cma", "cmr", "methods")
+
+
+def quick(config):
+    return config.with_(**QUICK, hidden=max(4, config.hidden // QUICK_SHRINK), name=config.name + "-quick")
+
+
+# --- running -------------------------------------------------------------------------------------
+def run_one(config_dict, seed, cma_points=6):
+    """Train one arm for one seed (in a worker process) and return its record. Doped arms record
+    the CMA diagnostics along the anneal and at the end, whatever the experiment, so that a run can
+    serve every experiment that has the same arm."""
+    from .data import load_corpus
+    from .doping import CMATracker, cma_point
+    from .train import Trainer
+    config = Config.from_dict(config_dict)
+    corpus = load_corpus(level=config.level)
+    trainer = Trainer(config, seed=seed, corpus=corpus, progress=False)
+    diag_ids = trainer.valid_ids[:20_000]
+    track_cma = config.doping > 0
+    if track_cma:
+        trainer.hooks.append(CMATracker(trainer.annealer, diag_ids, points=cma_points, batch=10, bptt=config.bptt))
+    t0 = time.perf_counter()
+    metrics = trainer.run()
+    record = {k: metrics[k] for k in ("seed", "epochs", "train_ppl", "valid_ppl", "final_valid_ppl", "test_ppl",
+                                      "words_per_sec", "layers")}
+    record["density"] = metrics.get("density")
+    record["seconds"] = time.perf_counter() - t0
+    if track_cma:
+        end = cma_point(trainer.model, diag_ids, 10, config.bptt)
+        record["cma"] = metrics.get("cma", []) + [{"step": trainer.step, "epoch": trainer.epoch, "final": True,
+                                                    "density": metrics["layers"][0].get("density_of_S"), **end}]
+    return record
+
+
+def summarize(runs):
+    out = {}
+    for key in ("final_valid_ppl", "test_ppl"):
+        v = np.array([r[key] for r in runs], float)
+        out[key] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+    cma = [r["cma"][-1] for r in runs if r.get("cma")]
+    if cma:
+        off = np.array([c["ppl_s_off"] for c in cma])
+        out["final_ppl_s_off"] = {"mean": float(off.mean()), "std": float(off.std(ddof=1)) if len(off) > 1 else 0.0,
+                                  "n": len(off)}
+    return out
+
+
+def lstm_size(layers, reference_hidden):
+    """Parameters and bytes of the LSTM gate matrices, and their compression against the dense gate
+    matrices (4H x 2H each) of the experiment's reference hidden size H, so that a shrunk dense
+    LSTM counts as compressed too."""
+    n_params = int(sum(r["n_params"] for r in layers))
+    H = reference_hidden
+    return {"n_params": n_params, "n_bytes": int(sum(r["n_bytes"] for r in layers)),
+            "compression": float(len(layers) * 8 * H * H / n_params)}
+
+
+def run_experiment(name, seeds=3, quick_mode=False, scale="course", out="data/results", jobs=1, progress=True,
+                   only=None):
+    """Run every arm of `name` for seeds 0..seeds-1 and write OUT/NAME.json (or NAME-quick.json)."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be a positive integer, got {seeds}")
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}")
+    configs = arms(name, scale)
+    if only:
+        unknown = set(only) - set(configs)
+        if unknown:
+            raise ValueError(f"unknown arm(s) {sorted(unknown)} of {name}; arms: {sorted(configs)}")
+        configs = {k: v for k, v in configs.items() if k in only}
+    if quick_mode:
+        configs = {k: quick(v) for k, v in configs.items()}
+    reference_hidden = quick(SCALES[scale]["base"]).hidden if quick_mode else SCALES[scale]["base"].hidden
+    path = os.path.join(out, f"{name}{'-quick' if quick_mode else ''}.json")
+    result = _load_previous(path, name, scale, quick_mode)
+    result.update(io.provenance())
+    for arm, config in configs.items():
+        entry = result["arms"].setdefault(arm, {"config": config.to_dict(), "runs": []})
+        if entry["config"] != config.to_dict():  # a changed arm starts over
+            result["arms"][arm] = entry = {"config": config.to_dict(), "runs": []}
+    shared = _finished_elsewhere(out, path, quick_mode)
+    for arm, config in configs.items():
+        have = {r["seed"] for r in result["arms"][arm]["runs"]}
+        for seed in range(seeds):
+            record = shared.get((_key(config.to_dict()), seed))
+            if seed not in have and record is not None:  # the same arm and seed, run by another experiment
+                result["arms"][arm]["runs"].append(record)
+    todo = [(arm, seed) for arm in configs for seed in range(seeds)
+            if seed not in {r["seed"] for r in result["arms"][arm]["runs"]}]
+    t0 = time.perf_counter()
+    for arm in configs:
+        if result["arms"][arm]["runs"]:
+            _refresh(result["arms"][arm], reference_hidden)
+
+    def store(arm, record):
+        entry = result["arms"][arm]
+        entry["runs"].append(record)
+        _refresh(entry, reference_hidden)
+        io.save_json(path, result)
+        if progress:
+            s = entry["summary"]["final_valid_ppl"]
+            print(f"[{time.perf_counter() - t0:6.0f}s] {name}/{arm} seed {record['seed']}: valid "
+                  f"{record['final_valid_ppl']:.2f} test {record['test_ppl']:.2f}  (arm so far: "
+                  f"{s['mean']:.2f} +- {s['std']:.2f}, n={s['n']})", flush=True)
+
+    if jobs > 1 and len(todo) > 1:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one BLAS thread a worker
+        import multiprocessing as mp
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(run_one, configs[arm].to_dict(), seed): arm for arm, seed in todo}
+            for f in as_completed(futures):
+                store(futures[f], f.result())
+    else:
+        for arm, seed in todo:
+            store(arm, run_one(configs[arm].to_dict(), seed))
+    result["wall_seconds"] = result.get("wall_seconds", 0.0) + (time.perf_counter() - t0)
+    io.save_json(path, result)
+    return result
+
+
+def _refresh(entry, reference_hidden):
+    entry["runs"].sort(key=lambda r: r["seed"])
+    entry["seeds"] = [r["seed"] for r in entry["runs"]]
+    entry.update(lstm_size(entry["runs"][0]["layers"], reference_hidden), summary=summarize(entry["runs"]))
+
+
+def _key(config_dict):
+    return tuple(sorted((k, v) for k, v in config_dict.items() if k != "name"))
+
+
+def _finished_elsewhere(out, path, quick_mode):
+    """{(config key, seed): run record} from the other experiments' JSON in `out` (same quick mode)."""
+    found = {}
+    for name in EXPERIMENTS:
+        other = os.path.join(out, f"{name}{'-quick' if quick_mode else ''}.json")
+        if other == path or not os.path.exists(other):
+            continue
+        try:
+            data = io.load_json(other)
+        except ValueError:
+            continue
+        for entry in data.get("arms", {}).values():
+            for run in entry.get("runs", []):
+                found.setdefault((_key(entry["config"]), run["seed"]), run)
+    return found
+
+
+def _load_previous(path, name, scale, quick_mode):
+    if os.path.exists(path):
+        try:
+            prev = io.load_json(path)
+        except ValueError as e:
+            raise ValueError(f"results file {path!r} is not valid JSON ({e}); move it away to start over") from None
+        if prev.get("experiment") == name and prev.get("scale") == scale and prev.get("quick") == quick_mode:
+            return prev
+    return {"experiment": name, "scale": scale, "quick": quick_mode, "arms": {}}

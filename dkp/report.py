@@ -1,0 +1,152 @@
+"""The results report: tables of every experiment and a verdict on each of the course's four effects,
+computed from the JSON files that `python -m dkp experiment` writes.
+
+    python -m dkp report [DIR]        # markdown on stdout (DIR defaults to data/results)
+
+A difference counts as beyond the seed spread when it exceeds twice the standard deviation of a
+difference of two single runs, 2 * sqrt(sd_a^2 + sd_b^2), the seeds' sample standard deviations.
+The comparisons are fixed in advance (the arms named below), not picked as the best of a sweep.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+from . import io
+
+
+def load_results(directory, quick=False):
+    """{experiment name: result} for every NAME.json (or NAME-quick.json) in `directory`."""
+    from .experiments import EXPERIMENTS
+    out = {}
+    for name in EXPERIMENTS:
+        path = os.path.join(directory, f"{name}{'-quick' if quick else ''}.json")
+        if os.path.exists(path):
+            out[name] = io.load_json(path)
+    return out
+
+
+def stat(result, arm, key="final_valid_ppl"):
+    """(mean, sd, n) of `key` over the seeds of `arm`, or None if the arm has no runs."""
+    entry = result.get("arms", {}).get(arm) if result else None
+    if not entry or not entry.get("summary"):
+        return None
+    s = entry["summary"][key]
+    return s["mean"], s["std"], s["n"]
+
+
+def compare(a, b):
+    """Relative difference of means (b over a) and whether it is beyond the seed spread."""
+    (ma, sa, _), (mb, sb, _) = a, b
+    return {"relative": mb / ma - 1.0, "difference": mb - ma, "threshold": 2 * math.sqrt(sa ** 2 + sb ** 2),
+            "beyond_spread": abs(mb - ma) > 2 * math.sqrt(sa ** 2 + sb ** 2)}
+
+
+def effects(results):
+    """The four effects, each {claim, holds, numbers...}; an effect whose data is missing says so."""
+    out = []
+    kl, dp, cma, cmr, me = (results.get(k) for k in ("kp-loss", "doping", "cma", "cmr", "methods"))
+    dense, kp = stat(kl, "dense"), stat(kl, "kp")
+
+    def missing(claim, what):
+        out.append({"claim": claim, "holds": None, "why": f"not run yet: {what}"})
+
+    claim = "1. KP compression of the LSTM layers loses accuracy (KP worse than dense beyond the seed spread)"
+    if dense and kp:
+        c = compare(dense, kp)
+        out.append({"claim": claim, "holds": c["relative"] > 0 and c["beyond_spread"], **c,
+                    "dense": dense, "kp": kp})
+    else:
+        missing(claim, "kp-loss")
+
+    claim = "2. Doping wins it back: doped KP (with CMR) within 5% of dense, and better than KP beyond the spread"
+    doped = stat(dp, "doped-kp-cmr")
+    if dense and doped and stat(dp, "kp"):
+        to_dense, to_kp = compare(dense, doped), compare(stat(dp, "kp"), doped)
+        out.append({"claim": claim, "holds": to_dense["relative"] <= 0.05 and to_kp["relative"] < 0 and to_kp["beyond_spread"],
+                    "relative_to_dense": to_dense["relative"], "relative_to_kp": to_kp["relative"],
+                    "kp_beyond_spread": to_kp["beyond_spread"], "dense": dense, "doped": doped})
+    else:
+        missing(claim, "kp-loss and doping")
+
+    claim = ("3. Without CMR, perplexity rises as S is annealed (the anneal ends above the lowest perplexity "
+             "reached during it, for every seed) and the model depends on S (perplexity with S switched off "
+             "more than 10% above perplexity with S at the end)")
+    runs = (cma or {}).get("arms", {}).get("doped-kp", {}).get("runs") or []
+    if runs and all(len(r.get("cma", [])) >= 3 for r in runs):
+        along = [[p["ppl"] for p in r["cma"] if not p.get("final")] for r in runs]
+        lowest = [min(a[:-1]) for a in along]
+        end_of_anneal = [a[-1] for a in along]
+        last = [r["cma"][-1]["ppl"] for r in runs]
+        off = [r["cma"][-1]["ppl_s_off"] for r in runs]
+        rising = all(e > m for e, m in zip(end_of_anneal, lowest))
+        depends = all(o > 1.1 * p for o, p in zip(off, last))
+        out.append({"claim": claim, "holds": rising and depends, "lowest_ppl_during_anneal": lowest,
+                    "ppl_at_end_of_anneal": end_of_anneal, "final_ppl": last, "final_ppl_s_off": off})
+    else:
+        missing(claim, "cma")
+
+    claim = "4. CMR fixes it: with co-matrix dropout (output, p as configured) the final perplexity is better"
+    no_cmr = stat(cmr, "doped-kp")
+    p = next((a for a in (cmr or {}).get("arms", {}) if a.startswith("output-p0.3")), None)
+    with_cmr = stat(cmr, p) if p else None
+    if no_cmr and with_cmr:
+        c = compare(no_cmr, with_cmr)
+        out.append({"claim": claim, "holds": c["relative"] < 0 and c["beyond_spread"], **c, "arm": p,
+                    "without": no_cmr, "with": with_cmr})
+    else:
+        missing(claim, "cmr")
+
+    claim = "5. Doped KP beats pruning, LMF and HMD at the same compression"
+    if me and stat(me, "doped-kp"):
+        rows = {}
+        for arm in ("prune", "lmf", "hmd"):
+            if stat(me, arm):
+                rows[arm] = compare(stat(me, arm), stat(me, "doped-kp"))
+        out.append({"claim": claim, "holds": bool(rows) and all(r["relative"] < 0 and r["beyond_spread"] for r in rows.values()),
+                    "against": rows})
+    else:
+        missing(claim, "methods")
+    return out
+
+
+def markdown(results):
+    lines = []
+    for name, result in results.items():
+        lines += [f"### {name}", "", f"`{result.get('command', '')}` (commit {str(result.get('commit'))[:10]}, "
+                  f"{result.get('wall_seconds', 0) / 60:.0f} min wall)", "",
+                  "| arm | LSTM compression | seeds | valid ppl (mean ± sd) | test ppl (mean ± sd) |",
+                  "|---|---|---|---|---|"]
+        for arm, entry in result["arms"].items():
+            s = entry.get("summary")
+            if not s:
+                continue
+            v, t = s["final_valid_ppl"], s["test_ppl"]
+            lines.append(f"| {arm} | {entry['compression']:.1f}x | {v['n']} | {v['mean']:.2f} ± {v['std']:.2f} | "
+                         f"{t['mean']:.2f} ± {t['std']:.2f} |")
+        lines.append("")
+    lines += ["### The effects", ""]
+    for e in effects(results):
+        verdict = {True: "**holds**", False: "**does not hold**", None: "not measured"}[e["holds"]]
+        lines.append(f"- {e['claim']}: {verdict}. " + _numbers(e))
+    return "\n".join(lines) + "\n"
+
+
+def _numbers(e):
+    if e["holds"] is None:
+        return e["why"]
+    parts = []
+    for k, v in e.items():
+        if k in ("claim", "holds"):
+            continue
+        if isinstance(v, float):
+            parts.append(f"{k} {v:+.1%}" if k.startswith("relative") else f"{k} {v:.2f}")
+        elif isinstance(v, tuple):
+            parts.append(f"{k} {v[0]:.2f} ± {v[1]:.2f}")
+        elif isinstance(v, list):
+            parts.append(f"{k} [{', '.join(f'{x:.1f}' for x in v)}]")
+        elif isinstance(v, dict):
+            parts.append("; ".join(f"vs {a}: {r['relative']:+.1%} (beyond spread: {r['beyond_spread']})" for a, r in v.items()))
+        else:
+            parts.append(f"{k} {v}")
+    return ", ".join(parts)

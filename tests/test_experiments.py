@@ -1,0 +1,113 @@
+"""The named experiments: their arms, and the outputs of the --quick versions (run once per session,
+two seeds, two worker processes), and the plots drawn from them."""
+import json
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from dkp import experiments as ex  # noqa: E402
+from dkp import plots  # noqa: E402
+
+SEEDS = 2
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    return out, {name: ex.run_experiment(name, seeds=SEEDS, quick_mode=True, out=str(out), jobs=2, progress=False)
+                 for name in ex.EXPERIMENTS}
+
+
+def test_arms_differ_only_in_what_they_test():
+    base = ex.SCALES["course"]["base"].to_dict()
+    for name in ex.EXPERIMENTS:
+        for arm, config in ex.arms(name).items():
+            changed = {k for k, v in config.to_dict().items() if base[k] != v}
+            assert changed <= {"structure", "compression", "doping", "cmr_p", "cmr_variant", "hidden"}, (name, arm)
+
+
+def test_shrunk_dense_has_the_compressed_parameter_count():
+    config = ex.SCALES["course"]["base"]
+    h = ex.shrunk_hidden(config, 10)
+    assert abs(8 * h * h / (8 * config.hidden ** 2) - 1 / 10) < 0.01
+
+
+def test_unknown_names_are_rejected():
+    with pytest.raises(ValueError, match="experiment must be one of"):
+        ex.arms("nope")
+    with pytest.raises(ValueError, match="unknown arm"):
+        ex.run_experiment("doping", quick_mode=True, only=["nope"], out="unused")
+    with pytest.raises(ValueError, match="scale must be one of"):
+        ex.run_experiment("doping", scale="huge", out="unused")
+
+
+def test_quick_results_are_complete(results):
+    out, res = results
+    for name, result in res.items():
+        on_disk = json.loads((out / f"{name}-quick.json").read_text())
+        assert on_disk == json.loads(json.dumps(result))
+        assert result["quick"] and result["scale"] == "course" and result["command"] and "commit" in result
+        assert set(result["arms"]) == set(ex.arms(name))
+        for arm, entry in result["arms"].items():
+            assert entry["seeds"] == list(range(SEEDS))
+            assert entry["config"]["hidden"] == ex.quick(ex.arms(name)[arm]).hidden
+            for run in entry["runs"]:
+                assert len(run["valid_ppl"]) == len(run["train_ppl"]) == entry["config"]["epochs"]
+                assert np.isfinite(run["final_valid_ppl"]) and np.isfinite(run["test_ppl"])
+            vals = [r["final_valid_ppl"] for r in entry["runs"]]
+            assert entry["summary"]["final_valid_ppl"]["mean"] == pytest.approx(np.mean(vals))
+            assert entry["summary"]["final_valid_ppl"]["std"] == pytest.approx(np.std(vals, ddof=1))
+            assert entry["n_params"] > 0 and entry["n_bytes"] > 0
+
+
+def test_quick_compression_is_as_configured(results):
+    _, res = results
+    methods = res["methods"]["arms"]
+    for arm, entry in methods.items():
+        assert entry["compression"] == pytest.approx(ex.SCALES["course"]["compression"], rel=0.02), arm
+        if entry["config"]["doping"]:
+            for run in entry["runs"]:
+                assert all(layer["density_of_S"] == pytest.approx(0.01, abs=1e-3) for layer in run["layers"])
+    assert res["kp-loss"]["arms"]["dense"]["compression"] == 1.0
+
+
+def test_quick_cma_record_follows_the_anneal(results):
+    _, res = results
+    for name in ("cma", "cmr"):
+        for arm, entry in res[name]["arms"].items():
+            for run in entry["runs"]:
+                d = [p["density"] for p in run["cma"]]
+                assert d[0] == 1.0 and d == sorted(d, reverse=True) and d[-1] == pytest.approx(0.01, abs=1e-3)
+                assert run["cma"][-1]["final"]
+                for p in run["cma"]:
+                    assert p["ppl"] > 1 and p["ppl_s_off"] > 1
+                    assert all(0 <= layer["sparse_share"] <= 1 for layer in p["layers"])
+    assert "final_ppl_s_off" in res["cma"]["arms"]["doped-kp"]["summary"]
+
+
+def test_rerunning_skips_finished_runs(results, monkeypatch):
+    out, _ = results
+    monkeypatch.setattr(ex, "run_one", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    again = ex.run_experiment("doping", seeds=SEEDS, quick_mode=True, out=str(out), progress=False)
+    assert again["arms"]["kp"]["seeds"] == list(range(SEEDS))
+
+
+def _labelled(ax):
+    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    if len(ax.lines) + len(ax.patches) > 1:
+        assert ax.get_legend() is not None
+
+
+def test_plots_from_quick_results(results):
+    _, res = results
+    for name, result in res.items():
+        _labelled(plots.plot_arms(result, reference="dense" if name == "kp-loss" else None))
+        _labelled(plots.plot_arm_curves(result))
+    _labelled(plots.plot_cma(res["cma"]))
+    _labelled(plots.plot_branch_share(res["cmr"]))
+    assert len(plots.arm_table(res["methods"])) == len(ex.arms("methods"))
+    plt.close("all")
