@@ -16,13 +16,13 @@ def rel_error(a, b):
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-300))
 
 
-def entrywise(f, array, analytic, eps=1e-5, max_entries=None, rng=None):
+def entrywise(f, array, analytic, eps=1e-5, max_entries=None, rng=None, entries=None):
     """Max relative error between `analytic` (same shape as `array`) and central differences of the
     scalar function f() with respect to the entries of `array` (perturbed in place, then restored).
-    With max_entries, a random subset of entries is checked."""
-    idx = np.arange(array.size)
-    if max_entries is not None and array.size > max_entries:
-        idx = (rng or np.random.default_rng(0)).choice(array.size, max_entries, replace=False)
+    `entries` (flat indices) selects the entries to check; with max_entries, a random subset is."""
+    idx = np.arange(array.size) if entries is None else np.asarray(entries)
+    if max_entries is not None and len(idx) > max_entries:
+        idx = (rng or np.random.default_rng(0)).choice(idx, max_entries, replace=False)
     numeric = np.empty(len(idx))
     for j, i in enumerate(idx):
         at = np.unravel_index(i, array.shape)  # index the array itself: it may be a strided view

@@ -625,18 +625,9 @@ def _dot_mm(L, Rt, C):
         a += 2
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def _axpy_mm(L, R, C):
-    """C += L @ R in axpy form (as `_acc_mm`), with FMAs: inner loop along rows of R and C."""
-    M, K = L.shape
-    N = R.shape[1]
-    for a in range(M):
-        c = C[a]
-        for k in range(K):
-            s = L[a, k]
-            r = R[k]
-            for j in range(N):
-                c[j] += s * r[j]
+# C += L @ R in axpy form: `_acc_mm`'s Python function compiled a second time, with FMAs
+# (with NUMBA_DISABLE_JIT=1, njit returns plain functions, which have no py_func).
+_axpy_mm = njit(cache=True, fastmath=FASTMATH, error_model="numpy")(getattr(_acc_mm, "py_func", _acc_mm))
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
