@@ -18,6 +18,9 @@ Explorers (add new ones as a new section with the same layout):
 
     KroneckerExplorer   notebook 02: factor shapes of W = A kron B for an LSTM gate matrix (4H, 2H):
                         compression, multiply-adds of both orders against dense, maximum rank, heatmaps
+    CMAExplorer         notebook 05: a trained doped model with S pruned further (on a copy) or switched
+                        off: perplexity of a validation slice, norms, sparse share and cosine of the
+                        two branches (A kron B) x and S x
 """
 from __future__ import annotations
 
@@ -362,3 +365,208 @@ class KroneckerExplorer(Explorer):
                          f"combination of the B[k]  ({s.m} x {s.n} from {s.n_params:,} stored numbers)",
                          fontsize=11)
         return fig
+
+
+# ============================================================================================
+# Co-matrix adaptation explorer (notebook 05)
+# ============================================================================================
+#
+# A trained doped model, a validation slice, and two controls: the density of S (lowered by
+# magnitude, on a copy) and S on or off. The model the user passes is never touched: every number
+# is computed on a deep copy (evaluation alone would flip its `training` flags).
+
+
+def trained_density(model):
+    """The density of S the model was trained to: the lowest over its doped layers (they are
+    annealed together). ValueError when the model has no doped layer."""
+    from .doping import doped_layers
+
+    layers = doped_layers(model)
+    if not layers:
+        raise ValueError("the model has no doped layer (W = structured + S): train it with doping > 0")
+    return min(W.density for _, W in layers)
+
+
+def density_options(density, lowest=0.01, n=9):
+    """`n` log-spaced densities from `density` (first, exactly) down to `density * lowest`."""
+    density, lowest = float(density), float(lowest)
+    if not 0.0 < density <= 1.0 or not 0.0 < lowest < 1.0 or int(n) < 2:
+        raise ValueError(f"need 0 < density <= 1, 0 < lowest < 1 and n >= 2, got {density}, {lowest}, {n}")
+    values = np.geomspace(density, density * lowest, int(n))
+    values[0] = density
+    return [float(v) for v in values]
+
+
+def pruned_copy(model, density):
+    """A deep copy of `model` whose doped layers keep only the round(density * m * n) entries of S of
+    largest magnitude (`Doped.set_density`, as the anneal does). `model` itself is never changed.
+    ValueError when `density` would need entries a layer no longer holds."""
+    import copy
+
+    from .doping import doped_layers
+    from .weights.sparse import check_density, n_keep
+
+    density = check_density(density)
+    clone = copy.deepcopy(model)
+    for l, W in doped_layers(clone):
+        k = n_keep(density, W.shape[0] * W.shape[1])
+        if k > W.nnz:
+            raise ValueError(_above_trained(density, W.density, l))
+        if k < W.nnz:
+            W.set_density(density)
+    return clone
+
+
+def _above_trained(density, held, layer=None):
+    where = f"layer {layer}'s S" if layer is not None else "S"
+    return (f"density {density:.4g} is above the trained density {held:.4g}: {where} stores only that "
+            f"fraction of its entries, because the anneal pruned the rest and their values are gone. "
+            f"A density can only be lowered, never restored.")
+
+
+@dataclass(frozen=True)
+class CMAState:
+    """What the CMA explorer shows for a doped model with S pruned to `density` and switched on or off.
+
+    ppl: perplexity of the slice as the model runs (S at `density`, or S off: structured part alone);
+    layers: per doped layer, `dkp.doping.branch_statistics` of the model with S on at `density`
+    (mean norms of the two branch outputs, sparse share, cosine); nnz: entries of S kept, all layers.
+    When the request is impossible, `error` says why and the numbers are None."""
+    density: float
+    trained_density: float | None
+    s_enabled: bool
+    error: str | None = None
+    ppl: float | None = None
+    nnz: int | None = None
+    layers: tuple = ()
+
+    @property
+    def valid(self):
+        return self.error is None
+
+
+def cma_state(model, ids, density, s_enabled=True, batch=10, bptt=20):
+    """Perplexity of `ids` and the branch statistics of `model` with S pruned to `density` (by
+    magnitude, on a copy) and switched on or off. Never raises on a bad density: an impossible one
+    comes back with `error` set. `model` is left exactly as it was."""
+    from .doping import branch_statistics, doped_layers, perplexity
+
+    s_enabled = bool(s_enabled)
+    try:
+        held = trained_density(model)
+    except ValueError as e:
+        return CMAState(float("nan"), None, s_enabled, error=str(e))
+    try:
+        d = float(density)
+    except (TypeError, ValueError):
+        return CMAState(float("nan"), held, s_enabled, error=f"density must be a number, got {density!r}")
+    if not 0.0 < d <= 1.0:
+        return CMAState(d, held, s_enabled,
+                        error=f"density must be in (0, 1] (the fraction of S's entries kept), got {d:g}")
+    try:
+        clone = pruned_copy(model, d)
+    except ValueError as e:
+        return CMAState(d, held, s_enabled, error=str(e))
+    ppl = perplexity(clone, ids, batch, bptt, s_enabled=s_enabled)
+    stats = tuple(branch_statistics(clone, ids, batch, bptt))    # S on (the clone's flags are restored)
+    return CMAState(d, held, s_enabled, ppl=ppl, nnz=int(sum(W.nnz for _, W in doped_layers(clone))), layers=stats)
+
+
+def cma_state_html(s, reference=None, s_off=None):
+    """The explorer's text for a CMAState; `reference`: perplexity at the trained density with S on,
+    `s_off`: perplexity with S switched off (both optional, shown for comparison)."""
+    if not s.valid:
+        return f"<p style='color:#b00'><b>Not possible.</b> {s.error}</p>"
+    how = (f"S on, pruned to density {s.density:.4g} ({s.nnz:,} entries kept in all layers)" if s.s_enabled
+           else "S switched off: the structured part alone")
+    rows = [("model", how), ("validation perplexity (slice)", f"{s.ppl:.2f}")]
+    if reference is not None:
+        rows.append(("with S at the trained density", f"{reference:.2f} (change {s.ppl / reference - 1:+.1%})"))
+    if s_off is not None:
+        rows.append(("with S switched off", f"{s_off:.2f}"))
+    body = "".join(f"<tr><td style='text-align:left'>{k}</td><td style='text-align:left'><b>{v}</b></td></tr>"
+                   for k, v in rows)
+    head = ("<tr><th>layer</th><th>mean ‖KP x‖</th><th>mean ‖S x‖</th><th>sparse share</th>"
+            "<th>cosine(KP x, S x)</th></tr>")
+    stats = "".join(f"<tr><td>{r['layer']}</td><td>{r['norm_structured']:.3f}</td><td>{r['norm_sparse']:.3f}</td>"
+                    f"<td>{r['sparse_share']:.3f}</td><td>{r['cosine']:+.3f}</td></tr>" for r in s.layers)
+    return (f"<table>{body}</table><p>Branch outputs of the gate pre-activation with S on at density "
+            f"{s.density:.4g}, averaged over the slice's inputs:</p><table>{head}{stats}</table>")
+
+
+class CMAExplorer(Explorer):
+    """Lower the density of S in a trained doped model, or switch S off, and watch the validation
+    perplexity of a slice and the two branches of the gate pre-activation, W x = (A ⊗ B) x + S x.
+
+    Controls: density (a slider over log-spaced densities from the trained one down to `lowest`
+    times it; lowering prunes a copy of S by magnitude) and s_on (S switched on or off). The model is
+    snapshotted (deep-copied) once, so training it further does not change what the explorer shows,
+    and the explorer never changes it. States are cached: revisiting a setting costs nothing."""
+
+    def __init__(self, model, ids, batch=10, bptt=20, lowest=0.01, n_options=9, draw=True):
+        import copy
+
+        import ipywidgets as w
+
+        super().__init__(draw)
+        self.trained = trained_density(model)                  # ValueError when nothing is doped
+        self.model = copy.deepcopy(model)
+        self.ids, self.batch, self.bptt = np.asarray(ids), int(batch), int(bptt)
+        self.cache = {}
+        options = density_options(self.trained, lowest, n_options)
+        self.density = w.SelectionSlider(
+            options=[(f"{d:.3g}" + (" (trained)" if i == 0 else ""), d) for i, d in enumerate(options)],
+            value=options[0], description="density of S", continuous_update=False,
+            layout=w.Layout(width="36em"), style={"description_width": "8em"})
+        self.s_on = w.ToggleButton(value=True, description="S on", tooltip="switch S off: the structured part alone")
+        self.summary = w.HTML()
+        self.plot = w.Output()
+        note = w.HTML(f"<p>Densities above the trained one ({self.trained:.4g}) are not offered: the anneal "
+                      f"has pruned those entries of S and their values are gone.</p>")
+        self.widget = w.VBox([w.HBox([self.density, self.s_on]), note, self.summary, self.plot])
+        self._connect(self.density, self.s_on)
+        self.update()
+
+    def state_at(self, density, s_enabled=True):
+        """The (cached) CMAState at a density, S on or off."""
+        key = (float(density), bool(s_enabled))
+        if key not in self.cache:
+            self.cache[key] = cma_state(self.model, self.ids, density, s_enabled, self.batch, self.bptt)
+        return self.cache[key]
+
+    @property
+    def reference(self):
+        """Perplexity at the trained density with S on."""
+        return self.state_at(self.trained, True).ppl
+
+    @property
+    def s_off(self):
+        """Perplexity with S switched off (the same at every density)."""
+        return self.state_at(self.trained, False).ppl
+
+    def visited(self):
+        """(densities, perplexities) with S on, of every valid density computed so far, sorted."""
+        pts = sorted((d, s.ppl) for (d, on), s in self.cache.items() if on and s.valid)
+        return [d for d, _ in pts], [p for _, p in pts]
+
+    def update(self):
+        """Recompute (or fetch) the state for the controls, rewrite the numbers, redraw."""
+        self.s_on.description = "S on" if self.s_on.value else "S off"
+        self.state = self.state_at(self.density.value, self.s_on.value)
+        s_off = self.s_off if not self.s_on.value or (self.trained, False) in self.cache else None
+        self.summary.value = cma_state_html(self.state, self.reference, s_off)
+        if not self.draw:
+            return self.state
+        if self.state.valid:
+            self._redraw(self.plot, self.figure)
+        else:
+            self.plot.clear_output()
+            self.drawn = []
+        return self.state
+
+    def figure(self):
+        """The explorer's figure for the current state (close it after showing it)."""
+        from .cmaplots import plot_cma_explorer
+
+        off = self.cache.get((self.trained, False))
+        return plot_cma_explorer(self.visited(), self.state, self.reference, off.ppl if off else None, self.trained)

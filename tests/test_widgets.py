@@ -190,3 +190,152 @@ def test_explorer_without_drawing_makes_no_figures(monkeypatch):
     ex = widgets.KroneckerExplorer(hidden=200, draw=False)
     ex.m1.value = 160
     assert made == [] and ex.drawn is None and ex.state.kron.m1 == 160
+
+
+# --- the CMA explorer (notebook 05) ----------------------------------------------------------------
+
+import copy  # noqa: E402
+
+from dkp import doping  # noqa: E402
+from dkp.configs import get_config  # noqa: E402
+from dkp.train import build_model  # noqa: E402
+
+CMA_BATCH, CMA_BPTT = 5, 10
+
+
+@pytest.fixture(scope="module")
+def doped_model(ptb):
+    """A tiny 2-layer doped KP model (H = 8) whose S holds random values at density about 0.2, as if
+    trained and annealed: enough for the explorer's arithmetic, no training needed."""
+    config = get_config("tiny").with_(hidden=8, layers=2, structure="kp", compression=4, doping=0.05)
+    model = build_model(config, len(ptb.vocab), seed=0)
+    rng = np.random.default_rng(0)
+    for _, W in doping.doped_layers(model):
+        W.params["S"][:] = rng.normal(0.0, 0.3, W.nnz).astype(W.dtype)
+        W.set_density(0.2)
+    return model
+
+
+@pytest.fixture(scope="module")
+def slice_ids(ptb):
+    return ptb.valid[:600]
+
+
+def snapshot(model):
+    """Every array and flag of the model that the explorer must not change."""
+    arrays = {k: v.copy() for k, v in model.params.items()}
+    for l, layer in enumerate(model.layers):
+        arrays.update({f"{l}.{k}": np.array(v, copy=True) for k, v in layer.W.buffers.items()})
+    flags = [(layer.W.s_enabled, layer.W.training, layer.W.nnz) for layer in model.layers]
+    return arrays, flags
+
+
+def assert_unchanged(model, snap):
+    arrays, flags = snapshot(model)
+    assert flags == snap[1]
+    assert arrays.keys() == snap[0].keys()
+    for k, v in snap[0].items():
+        assert np.array_equal(arrays[k], v), k
+
+
+def independent_ppl(model, ids, density, s_enabled=True):
+    """What the explorer should show, computed without it: prune a deep copy with Doped.set_density."""
+    clone = copy.deepcopy(model)
+    for _, W in doping.doped_layers(clone):
+        if W.density > density:
+            W.set_density(density)
+    return doping.perplexity(clone, ids, CMA_BATCH, CMA_BPTT, s_enabled=s_enabled)
+
+
+@pytest.fixture
+def cma_explorer(doped_model, slice_ids):
+    snap = snapshot(doped_model)
+    ex = widgets.CMAExplorer(doped_model, slice_ids, batch=CMA_BATCH, bptt=CMA_BPTT, lowest=0.01, n_options=5)
+    yield ex
+    assert_unchanged(doped_model, snap)                 # whatever the test did with the explorer
+
+
+def test_density_options_are_log_spaced_from_the_trained_density():
+    opts = widgets.density_options(0.01, lowest=0.01, n=5)
+    assert opts[0] == 0.01 and opts[-1] == pytest.approx(1e-4)
+    assert np.allclose(np.diff(np.log(opts)), np.log(0.01) / 4)
+    with pytest.raises(ValueError):
+        widgets.density_options(0.01, lowest=1.5)
+
+
+def test_cma_explorer_starts_at_the_trained_density(cma_explorer, doped_model, slice_ids):
+    ex = cma_explorer
+    assert ex.trained == widgets.trained_density(doped_model) == doped_model.layers[0].W.density
+    assert ex.density.value == ex.trained and ex.s_on.value and ex.state.valid
+    assert ex.state.ppl == doping.perplexity(copy.deepcopy(doped_model), slice_ids, CMA_BATCH, CMA_BPTT)
+    assert f"{ex.state.ppl:.2f}" in ex.summary.value
+    assert ex.drawn == ["Pruning S further after training", f"Branch outputs, S on at density {ex.trained:.3g}"]
+    assert len(ex.state.layers) == 2 and ex.state.nnz == sum(W.nnz for _, W in doping.doped_layers(doped_model))
+
+
+def test_lowering_the_density_equals_pruning_a_copy(cma_explorer, doped_model, slice_ids):
+    ex = cma_explorer
+    for label, d in list(ex.density.options)[1:]:
+        ex.density.value = d                              # as a student moving the slider
+        assert ex.state.valid and ex.state.density == d
+        assert ex.state.ppl == independent_ppl(doped_model, slice_ids, d)
+        assert f"{ex.state.ppl:.2f}" in ex.summary.value and ex.drawn[1].endswith(f"{d:.3g}")
+    lowest = ex.state
+    assert lowest.nnz < ex.state_at(ex.trained).nnz
+    dens, ppl = ex.visited()
+    assert dens == sorted(d for _, d in ex.density.options) and len(ppl) == len(dens)
+
+
+def test_branch_statistics_are_those_of_the_pruned_copy(cma_explorer, doped_model, slice_ids):
+    ex = cma_explorer
+    d = ex.density.options[2][1]
+    ex.density.value = d
+    clone = copy.deepcopy(doped_model)
+    for _, W in doping.doped_layers(clone):
+        W.set_density(d)
+    want = doping.branch_statistics(clone, slice_ids, CMA_BATCH, CMA_BPTT)
+    assert list(ex.state.layers) == want
+    for r in ex.state.layers:
+        assert f"{r['sparse_share']:.3f}" in ex.summary.value and 0.0 <= r["sparse_share"] <= 1.0
+
+
+def test_switching_S_off_equals_perplexity_without_S(cma_explorer, doped_model, slice_ids):
+    ex = cma_explorer
+    want = doping.perplexity(copy.deepcopy(doped_model), slice_ids, CMA_BATCH, CMA_BPTT, s_enabled=False)
+    ex.s_on.value = False
+    assert not ex.state.s_enabled and ex.state.ppl == want == ex.s_off
+    assert "S switched off" in ex.summary.value and ex.s_on.description == "S off"
+    ex.density.value = ex.density.options[-1][1]         # without S the density of S is irrelevant
+    assert ex.state.ppl == want
+    ex.s_on.value = True
+    assert ex.state.ppl == independent_ppl(doped_model, slice_ids, ex.density.value)
+
+
+def test_a_higher_density_than_trained_is_explained(doped_model, slice_ids):
+    snap = snapshot(doped_model)
+    s = widgets.cma_state(doped_model, slice_ids, 0.5, batch=CMA_BATCH, bptt=CMA_BPTT)
+    assert not s.valid and s.ppl is None and "can only be lowered" in s.error and "above the trained" in s.error
+    assert "Not possible" in widgets.cma_state_html(s)
+    for bad in (0.0, 2.0, "half"):
+        assert not widgets.cma_state(doped_model, slice_ids, bad).valid
+    with pytest.raises(ValueError, match="only be lowered"):
+        widgets.pruned_copy(doped_model, 0.5)
+    assert_unchanged(doped_model, snap)
+
+
+def test_a_model_without_doping_is_refused(ptb):
+    model = build_model(get_config("tiny").with_(hidden=8), len(ptb.vocab), seed=0)
+    assert "no doped layer" in widgets.cma_state(model, ptb.valid[:100], 0.1).error
+    with pytest.raises(ValueError, match="no doped layer"):
+        widgets.CMAExplorer(model, ptb.valid[:100])
+
+
+def test_the_explorer_snapshots_the_model(doped_model, slice_ids):
+    """Training (changing) the model afterwards does not change what the explorer shows."""
+    model = copy.deepcopy(doped_model)
+    ex = widgets.CMAExplorer(model, slice_ids, batch=CMA_BATCH, bptt=CMA_BPTT, n_options=3, draw=False)
+    before = ex.state.ppl
+    model.layers[0].W.params["S"][:] = 0.0
+    ex.cache.clear()
+    ex.update()
+    assert ex.state.ppl == before and ex.drawn is None
