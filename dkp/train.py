@@ -69,6 +69,7 @@ class Trainer:
         self.annealer = Annealer(config, self.steps_per_epoch) if needs_annealing(config) else None
         self.hooks = ([self.annealer] if self.annealer else []) + list(hooks)
         self.epoch, self.step = 0, 0
+        self.provenance = io.provenance()  # the command and commit this run started from
         self.history = {"train_ppl": [], "valid_ppl": [], "lr": [], "seconds": [], "words_per_sec": []}
 
     # --- one epoch ---------------------------------------------------------------------------
@@ -146,7 +147,7 @@ class Trainer:
             "test_ppl": evaluate(self.model, self.test_ids, cfg.eval_batch, cfg.bptt),
             "mean_words_per_sec": float(np.mean(self.history["words_per_sec"])) if self.epoch else None,
             "layers": layer_report(self.model),
-            **io.provenance(),
+            **self.provenance,
         }
         if self.out:
             io.save_json(os.path.join(self.out, METRICS), metrics)
