@@ -284,3 +284,86 @@ def plot_nearest_kronecker_errors(curves, axes=None, title=None):
     if title:
         left.figure.suptitle(title)
     return axes
+
+
+# --- doping and the method comparison (notebooks 04 and 07) -----------------------------------
+
+def plot_density(curves, ax=None, title=None, xlabel="training step (one BPTT window each)", target=None,
+                 window=None, styles=None):
+    """Density of S (fraction of its m*n entries stored) against training time, log scale.
+
+    curves: {label: (x, density)}; styles: {label: plot keywords} (default lines); target: the final
+    density, drawn as a dotted line; window: (start, end) of the anneal in x units, shaded.
+    Returns the Axes."""
+    ax = _axes(ax)
+    for i, (label, (x, y)) in enumerate(curves.items()):
+        ax.plot(x, y, label=label, **{"color": f"C{i}", **(styles or {}).get(label, {})})
+    if target is not None:
+        ax.axhline(target, color="0.3", linestyle=":", label=f"target density {target:g}")
+    if window is not None:
+        ax.axvspan(*window, color="0.85", alpha=0.5, zorder=0, label="anneal window")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density of S (fraction of entries stored, log scale)")
+    ax.set_title(title or "Annealing the density of S")
+    handles = ax.get_legend_handles_labels()[0]
+    if len(handles) > 1:
+        ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return ax
+
+
+def plot_storage(shape, densities, itemsize=4, structured_bytes=None, ax=None, title=None):
+    """Bytes of an (m, n) matrix S stored dense and in CSR form (values, int32 column indices, int32
+    row pointers, as dkp.weights.sparse.csr_nbytes counts them) against its density, log-log;
+    `structured_bytes` ({label: bytes}) drawn as horizontal lines. Returns the Axes."""
+    import numpy as np
+
+    from .weights.sparse import csr_nbytes
+    m, n = shape
+    d = np.asarray(densities, float)
+    ax = _axes(ax)
+    csr = [csr_nbytes(int(round(x * m * n)), m, itemsize) for x in d]
+    ax.plot(d, csr, marker=".", label="S in CSR (values + column indices + row pointers)")
+    ax.plot(d, np.full(len(d), m * n * itemsize), linestyle="--", label="S stored dense")
+    for i, (label, b) in enumerate((structured_bytes or {}).items()):
+        ax.axhline(b, color=f"C{i + 2}", linestyle=":", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("density of S (fraction of entries stored, log scale)")
+    ax.set_ylabel(f"bytes ({itemsize}-byte values, log scale)")
+    ax.set_title(title or f"Storage of a {m} x {n} sparse overlay S")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return ax
+
+
+def plot_relative_loss(series, methods=None, ax=None, title=None):
+    """Perplexity loss against dense, in percent, one group of bars per method and one bar per series
+    (e.g. a paper's numbers and a measurement). series: {label: {method: percent or None}}; a
+    missing or None value is marked "n/a" instead of a bar. Returns the Axes."""
+    import numpy as np
+    ax = _axes(ax, figsize=(7.6, 4.2))
+    methods = list(methods or dict.fromkeys(m for s in series.values() for m in s))
+    width = 0.8 / max(len(series), 1)
+    for j, (label, values) in enumerate(series.items()):
+        x = np.arange(len(methods)) + (j - (len(series) - 1) / 2) * width
+        for xi, method in zip(x, methods):
+            v = values.get(method)
+            if v is None:
+                ax.annotate("n/a", (xi, 0), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
+                            fontsize=7, color=f"C{j}")
+            else:
+                ax.bar(xi, v, width, color=f"C{j}")
+                ax.text(xi, v, f"{v:+.1f}%", ha="center", va="bottom" if v >= 0 else "top", fontsize=7)
+    ax.axhline(0, color="0.3", linewidth=0.8)
+    ax.set_xticks(range(len(methods)))
+    ax.set_xticklabels(methods, fontsize=8)
+    ax.set_xlabel("method")
+    ax.set_ylabel("perplexity loss against dense (%)")
+    ax.set_title(title or "Perplexity lost by each method, against the dense model")
+    if len(series) > 1:
+        from matplotlib.patches import Patch
+        ax.legend(handles=[Patch(color=f"C{j}", label=label) for j, label in enumerate(series)], fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    return ax

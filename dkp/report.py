@@ -48,8 +48,10 @@ def effects(results):
     kl, dp, cma, cmr, me = (results.get(k) for k in ("kp-loss", "doping", "cma", "cmr", "methods"))
     dense, kp = stat(kl, "dense"), stat(kl, "kp")
 
-    def missing(claim, what):
-        out.append({"claim": claim, "holds": None, "why": f"not run yet: {what}"})
+    def missing(claim, *needed):
+        """Record that `claim` lacks data; needed: (experiment, arm) pairs it compares."""
+        absent = [f"{e}/{a}" for e, a in needed if not stat(results.get(e), a)]
+        out.append({"claim": claim, "holds": None, "why": "not run yet: " + ", ".join(absent or [n[0] for n in needed])})
 
     claim = "1. KP compression of the LSTM layers loses accuracy (KP worse than dense beyond the seed spread)"
     if dense and kp:
@@ -57,7 +59,7 @@ def effects(results):
         out.append({"claim": claim, "holds": c["relative"] > 0 and c["beyond_spread"], **c,
                     "dense": dense, "kp": kp})
     else:
-        missing(claim, "kp-loss")
+        missing(claim, ("kp-loss", "dense"), ("kp-loss", "kp"))
 
     claim = "2. Doping wins it back: doped KP (with CMR) within 5% of dense, and better than KP beyond the spread"
     doped = stat(dp, "doped-kp-cmr")
@@ -67,7 +69,7 @@ def effects(results):
                     "relative_to_dense": to_dense["relative"], "relative_to_kp": to_kp["relative"],
                     "kp_beyond_spread": to_kp["beyond_spread"], "dense": dense, "doped": doped})
     else:
-        missing(claim, "kp-loss and doping")
+        missing(claim, ("kp-loss", "dense"), ("doping", "kp"), ("doping", "doped-kp-cmr"))
 
     claim = ("3. Without CMR, perplexity rises as S is annealed (the anneal ends above the lowest perplexity "
              "reached during it, for every seed) and the model depends on S (perplexity with S switched off "
@@ -84,7 +86,7 @@ def effects(results):
         out.append({"claim": claim, "holds": rising and depends, "lowest_ppl_during_anneal": lowest,
                     "ppl_at_end_of_anneal": end_of_anneal, "final_ppl": last, "final_ppl_s_off": off})
     else:
-        missing(claim, "cma")
+        missing(claim, ("cma", "doped-kp"))
 
     claim = "4. CMR fixes it: with co-matrix dropout (output, p as configured) the final perplexity is better"
     no_cmr = stat(cmr, "doped-kp")
@@ -95,7 +97,7 @@ def effects(results):
         out.append({"claim": claim, "holds": c["relative"] < 0 and c["beyond_spread"], **c, "arm": p,
                     "without": no_cmr, "with": with_cmr})
     else:
-        missing(claim, "cmr")
+        missing(claim, ("cmr", "doped-kp"), ("cmr", "output-p0.3"))
 
     claim = "5. Doped KP beats pruning, LMF and HMD at the same compression"
     if me and stat(me, "doped-kp"):
@@ -106,7 +108,7 @@ def effects(results):
         out.append({"claim": claim, "holds": bool(rows) and all(r["relative"] < 0 and r["beyond_spread"] for r in rows.values()),
                     "against": rows})
     else:
-        missing(claim, "methods")
+        missing(claim, ("methods", "doped-kp"))
     return out
 
 

@@ -65,10 +65,13 @@ def test_quick_results_are_complete(results):
 
 
 def test_quick_compression_is_as_configured(results):
+    """Every compressed arm meets the target; shapes pick the least compression >= target that the
+    matrix allows (a 200 x 100 gate matrix has no Kronecker split between 9.95x and 15.8x)."""
     _, res = results
     methods = res["methods"]["arms"]
+    target = ex.SCALES["course"]["compression"]
     for arm, entry in methods.items():
-        assert entry["compression"] == pytest.approx(ex.SCALES["course"]["compression"], rel=0.02), arm
+        assert target * (1 - 1e-3) <= entry["compression"] < 2 * target, arm
         if entry["config"]["doping"]:
             for run in entry["runs"]:
                 assert all(layer["density_of_S"] == pytest.approx(0.01, abs=1e-3) for layer in run["layers"])

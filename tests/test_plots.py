@@ -67,3 +67,46 @@ def test_kron_tradeoff_and_error_plots_are_labelled():
     assert "relative error" in left.get_ylabel() and left.get_title() and right.get_title()
     assert len(left.lines) == 1 and len(right.lines) == 2 and right.get_legend() is not None
     plt.close(left.figure)
+
+
+def test_density_plot_is_labelled_with_target_and_window():
+    from dkp.plots import plot_density
+
+    ax = plot_density({"schedule": ([0, 1, 2], [1.0, 0.1, 0.01]), "recorded": ([0, 1, 2], [1.0, 0.2, 0.01])},
+                      target=0.01, window=(0, 2), xlabel="epoch (passes over the training tokens)", title="demo")
+    assert ax.get_title() == "demo" and "epoch" in ax.get_xlabel() and "density of S" in ax.get_ylabel()
+    assert ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "schedule", "recorded", "target density 0.01", "anneal window"]
+    plt.close(ax.figure)
+    ax = plot_density({"only": ([0, 1], [1.0, 0.5])})
+    assert ax.get_legend() is None and ax.get_title()
+    plt.close(ax.figure)
+
+
+def test_storage_plot_counts_csr_bytes():
+    from dkp.plots import plot_storage
+    from dkp.weights.sparse import csr_nbytes
+
+    ax = plot_storage((8, 4), [0.25, 1.0], structured_bytes={"KP": 40})
+    csr, dense = ax.lines[0], ax.lines[1]
+    assert list(csr.get_ydata()) == [csr_nbytes(8, 8, 4), csr_nbytes(32, 8, 4)] == [8 * 8 + 36, 32 * 8 + 36]
+    assert list(dense.get_ydata()) == [128, 128]
+    assert "density" in ax.get_xlabel() and "bytes" in ax.get_ylabel() and ax.get_title()
+    assert len(ax.get_legend().get_texts()) == 3
+    plt.close(ax.figure)
+
+
+def test_relative_loss_bars_mark_missing_values():
+    from dkp.plots import plot_relative_loss
+
+    ax = plot_relative_loss({"paper": {"kp": 1.4, "lmf": 27.0}, "ours": {"kp": 3.0, "lmf": None}}, title="demo")
+    assert len(ax.patches) == 3                             # the missing value has no bar
+    assert "n/a" in [t.get_text() for t in ax.texts] and "+27.0%" in [t.get_text() for t in ax.texts]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["paper", "ours"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["kp", "lmf"]
+    assert "%" in ax.get_ylabel() and ax.get_xlabel() == "method" and ax.get_title() == "demo"
+    plt.close(ax.figure)
+    ax = plot_relative_loss({"paper": {"kp": 1.4}})
+    assert ax.get_legend() is None
+    plt.close(ax.figure)
