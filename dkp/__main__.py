@@ -55,6 +55,21 @@ def _report(args):
     print(markdown(results), end="")
 
 
+def _plot(args):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import io, plots
+    result = io.load_json(args.results)
+    draw = {"arms": plots.plot_arms, "curves": plots.plot_arm_curves, "cma": plots.plot_cma,
+            "share": plots.plot_branch_share}[args.kind]
+    ax = draw(result, arms=args.arms) if args.kind in ("cma", "share") else draw(result)
+    ax.figure.savefig(args.out, dpi=110)
+    plt.close(ax.figure)
+    print(f"wrote {args.out}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m dkp", description=(
         "dkp: doped Kronecker products for LSTM language models, in NumPy."))
@@ -109,6 +124,16 @@ def main(argv=None):
     p.add_argument("directory", nargs="?", default="data/results")
     p.add_argument("--quick", action="store_true", help="read the NAME-quick.json files")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("plot", help="draw a figure from an experiment's JSON into a PNG",
+                       description="Draw one figure of an experiment's results JSON.")
+    p.add_argument("kind", choices=["arms", "curves", "cma", "share"],
+                   help="arms: final perplexities; curves: learning curves; cma: perplexity with and "
+                        "without S along the anneal; share: S's share of the gates' energy")
+    p.add_argument("results", help="a NAME.json written by `experiment`")
+    p.add_argument("--arms", nargs="+", help="(cma, share) the arms to draw")
+    p.add_argument("--out", required=True, help="PNG path")
+    p.set_defaults(func=_plot)
 
     args = parser.parse_args(argv)
     from .data import DataError

@@ -72,8 +72,8 @@ def effects(results):
         missing(claim, ("kp-loss", "dense"), ("doping", "kp"), ("doping", "doped-kp-cmr"))
 
     claim = ("3. Without CMR, perplexity rises as S is annealed (the anneal ends above the lowest perplexity "
-             "reached during it, for every seed) and the model depends on S (perplexity with S switched off "
-             "more than 10% above perplexity with S at the end)")
+             "reached during it, for every seed) and the model depends on S (at the end, perplexity with S "
+             "switched off more than 10% above perplexity with S, for every seed)")
     runs = (cma or {}).get("arms", {}).get("doped-kp", {}).get("runs") or []
     if runs and all(len(r.get("cma", [])) >= 3 for r in runs):
         along = [[p["ppl"] for p in r["cma"] if not p.get("final")] for r in runs]
@@ -81,10 +81,11 @@ def effects(results):
         end_of_anneal = [a[-1] for a in along]
         last = [r["cma"][-1]["ppl"] for r in runs]
         off = [r["cma"][-1]["ppl_s_off"] for r in runs]
-        rising = all(e > m for e, m in zip(end_of_anneal, lowest))
+        rises = all(e > m for e, m in zip(end_of_anneal, lowest))
         depends = all(o > 1.1 * p for o, p in zip(off, last))
-        out.append({"claim": claim, "holds": rising and depends, "lowest_ppl_during_anneal": lowest,
-                    "ppl_at_end_of_anneal": end_of_anneal, "final_ppl": last, "final_ppl_s_off": off})
+        out.append({"claim": claim, "holds": rises and depends, "rises": rises, "depends_on_S": depends,
+                    "lowest_ppl_during_anneal": lowest, "ppl_at_end_of_anneal": end_of_anneal,
+                    "final_ppl": last, "final_ppl_s_off": off})
     else:
         missing(claim, ("cma", "doped-kp"))
 

@@ -114,3 +114,20 @@ def test_plots_from_quick_results(results):
     _labelled(plots.plot_branch_share(res["cmr"]))
     assert len(plots.arm_table(res["methods"])) == len(ex.arms("methods"))
     plt.close("all")
+
+
+def test_plot_command_writes_a_png(results, tmp_path):
+    from dkp.__main__ import main
+    out, _ = results
+    for kind in ("arms", "curves", "cma", "share"):
+        png = tmp_path / f"{kind}.png"
+        assert main(["plot", kind, str(out / "cma-quick.json"), "--out", str(png)]) == 0
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_command(results, capsys):
+    from dkp.__main__ import main
+    out, _ = results
+    assert main(["report", str(out), "--quick"]) == 0
+    text = capsys.readouterr().out
+    assert "### kp-loss" in text and "### The effects" in text
