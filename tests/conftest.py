@@ -24,3 +24,4 @@ def corpus_dir(tmp_path):
     for split, text in texts.items():
         (tmp_path / f"ptb.{split}.txt").write_text(text)
     return tmp_path
+

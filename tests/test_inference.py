@@ -6,11 +6,10 @@ the fused kernels sum in a different order (fastmath "reassoc") and, in float32,
 tanh accurate to 3e-7, both far inside 2e-5.
 """
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from nojit import rerun_without_jit
 
 from dkp import kernels as K
 from dkp.inference import LSTMStep
@@ -190,8 +189,4 @@ def test_nan_in_the_input_reaches_the_output(rng):
 @pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="already the no-JIT run")
 def test_inference_without_jit():
     """This module again with Numba disabled: the fused kernels' Python source gives the same results."""
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    rerun_without_jit(__file__, timeout=600)

@@ -4,11 +4,10 @@ The same module runs once more in a subprocess with NUMBA_DISABLE_JIT=1 (test_ke
 so both the compiled kernels and their plain-Python source are exercised.
 """
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from nojit import rerun_without_jit
 
 from dkp import kernels as K
 
@@ -218,8 +217,4 @@ def test_fused_doped_kron_forward(case, dtype, rng):
 @pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="already the no-JIT run")
 def test_kernels_without_jit():
     """This module again, with Numba disabled: the kernels' Python source must give the same results."""
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    rerun_without_jit(__file__, timeout=300)
