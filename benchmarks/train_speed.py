@@ -8,15 +8,14 @@ dependency of dkp), the same model in torch.nn.LSTM is timed in the same run and
 The last line is `words/s: N` for dkp.
 """
 import argparse
+import os
 import time
-
-from dkp.configs import get_config
-from dkp.data import batchify, bptt_windows, load_corpus
-from dkp.train import Trainer
 
 
 def dkp_speed(config, steps, warmup=3):
     """Words/s of the real training loop (Trainer.train_epoch) over exactly `steps` windows."""
+    from dkp.data import load_corpus
+    from dkp.train import Trainer
     corpus = load_corpus()
     n_tokens = lambda k: k * config.batch * config.bptt + config.batch  # noqa: E731 - k windows
     Trainer(config.with_(train_tokens=n_tokens(warmup)), corpus=corpus, progress=False).train_epoch()
@@ -25,8 +24,12 @@ def dkp_speed(config, steps, warmup=3):
     return wps
 
 
-def torch_speed(config, steps, warmup=3):
+def torch_speed(config, steps, threads, warmup=3):
     import torch
+
+    from dkp.data import batchify, bptt_windows, load_corpus
+    if threads:
+        torch.set_num_threads(threads)
     V, H, T, B = 10000, config.hidden, config.bptt, config.batch
     torch.manual_seed(0)
     emb, lstm, dec = torch.nn.Embedding(V, H), torch.nn.LSTM(H, H, config.layers), torch.nn.Linear(H, V)
@@ -59,7 +62,12 @@ def main():
     p.add_argument("--config", default="small", choices=["tiny", "small", "medium", "large"])
     p.add_argument("--steps", type=int, default=60, help="timed training steps (default 60)")
     p.add_argument("--torch", action="store_true", help="also time torch.nn.LSTM, if installed")
+    p.add_argument("--threads", type=int, default=0,
+                   help="BLAS threads for dkp and intra-op threads for torch (default: the libraries' own)")
     args = p.parse_args()
+    if args.threads:  # must be set before NumPy loads OpenBLAS
+        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    from dkp.configs import get_config
     config = get_config(args.config)
     print(f"config {args.config}: {config.layers} x {config.hidden}, batch {config.batch}, bptt {config.bptt}, "
           f"{args.steps} steps")
@@ -70,7 +78,7 @@ def main():
         except ImportError:
             print("torch is not installed: skipping the PyTorch reference")
         else:
-            tps = torch_speed(config, args.steps)
+            tps = torch_speed(config, args.steps, args.threads)
             print(f"torch {torch.__version__} nn.LSTM words/s: {tps:.0f}  (threads: {torch.get_num_threads()})")
             print(f"dkp / torch: {wps / tps:.2f}x")
     print(f"words/s: {wps:.0f}")
