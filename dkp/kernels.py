@@ -262,24 +262,9 @@ def kron_matmul_t_numba(A, B, dy):
 
 
 def kron_matmul_t_blas(A, B, dy):
-    """dx = dy @ W with BLAS: dX = A.T @ dY @ B, batch folded into the columns."""
-    r, m1, n1, m2, n2 = _factors(A, B)
-    b = dy.shape[0]
-    dY = dy.reshape(b, m1, m2)
-    dx = None
-    # W.T = sum A.T kron B.T, so the cheaper order is that of the (n, m) product.
-    b_first = kron_b_first(n1, m1, n2, m2)
-    for k in range(r):
-        if b_first:
-            V = (dY.reshape(b * m1, m2) @ B[k]).reshape(b, m1, n2)       # (b, m1, n2)
-            V = V.transpose(1, 0, 2).reshape(m1, b * n2)                 # (m1, b*n2)
-            dX = (A[k].T @ V).reshape(n1, b, n2)                         # (n1, b, n2)
-        else:
-            dYc = dY.transpose(1, 0, 2).reshape(m1, b * m2)              # (m1, b*m2)
-            Z = (A[k].T @ dYc).reshape(n1 * b, m2)                       # (n1*b, m2)
-            dX = (Z @ B[k]).reshape(n1, b, n2)                           # (n1, b, n2)
-        dx = dX if dx is None else dx + dX
-    return np.ascontiguousarray(dx.transpose(1, 0, 2)).reshape(b, n1 * n2)
+    """dx = dy @ W with BLAS: W.T = sum_k A[k].T kron B[k].T, so this is the forward product with
+    the factors transposed (dX = A.T @ dY @ B), in whichever order is cheaper for that shape."""
+    return kron_matmul_blas(A.transpose(0, 2, 1), B.transpose(0, 2, 1), dy)
 
 
 def kron_matmul_t(A, B, dy):
