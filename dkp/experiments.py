@@ -101,6 +101,21 @@ def quick(config):
     return config.with_(**QUICK, hidden=max(4, config.hidden // QUICK_SHRINK), name=config.name + "-quick")
 
 
+QUICK_RESULTS_ENV = "DKP_QUICK_RESULTS"
+
+
+def quick_results_dir():
+    """Where the notebooks write their --quick runs: the directory named by $DKP_QUICK_RESULTS when
+    it is set (the test suite sets it, so the unit tests and the notebooks reuse one set of quick
+    runs instead of training them twice), else a new temporary directory."""
+    import tempfile
+    out = os.environ.get(QUICK_RESULTS_ENV)
+    if out:
+        os.makedirs(out, exist_ok=True)
+        return out
+    return tempfile.mkdtemp(prefix="dkp-quick-")
+
+
 # --- running -------------------------------------------------------------------------------------
 def run_one(config_dict, seed, cma_points=6):
     """Train one arm for one seed (in a worker process) and return its record. Doped arms record

@@ -1,6 +1,7 @@
 """The named experiments: their arms, and the outputs of the --quick versions (run once per session,
-two seeds, two worker processes), and the plots drawn from them."""
+two seeds, two worker processes, into the directory the notebooks reuse), and the plots drawn from them."""
 import json
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -16,8 +17,9 @@ SEEDS = 2
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("results")
+def results():
+    # the session's shared quick directory (conftest.py at the top), where the notebooks find these runs
+    out = Path(ex.quick_results_dir())
     return out, {name: ex.run_experiment(name, seeds=SEEDS, quick_mode=True, out=str(out), jobs=2, progress=False)
                  for name in ex.EXPERIMENTS}
 

@@ -23,7 +23,7 @@ def test_paper_shapes_at_25x():
 @pytest.mark.parametrize("target", [2, 10, 25, 40])
 def test_every_proposal_meets_its_target(shape, target):
     m, n = shape
-    rtol = 1e-3
+    rtol = shapes.RTOL
     k = shapes.kron_shape(shape, target)
     assert k.shape == shape and k.compression >= target * (1 - rtol)
     assert min(k.m1, k.n1, k.m2, k.n2) >= 2
@@ -61,9 +61,9 @@ def test_paper_split_chosen_for_speed():
 def test_flops_rule_is_the_cheapest_admissible_shape(shape, target, fraction):
     m, n = shape
     k = shapes.kron_shape(shape, target, prefer="flops", min_rank_fraction=fraction)
-    assert k.shape == shape and k.compression >= target * (1 - 1e-3)
+    assert k.shape == shape and k.compression >= target * (1 - shapes.RTOL)
     assert k.max_rank >= fraction * min(m, n)
-    meet = [c for c in shapes.kron_candidates(shape, 1, 2) if c.compression >= target * (1 - 1e-3)]
+    meet = [c for c in shapes.kron_candidates(shape, 1, 2) if c.compression >= target * (1 - shapes.RTOL)]
     lowest = min(c.compression for c in meet)
     ok = [c for c in meet if c.compression <= lowest * 1.05 and c.max_rank >= fraction * min(m, n)]
     assert k.flops == min(c.flops for c in ok)
