@@ -113,6 +113,28 @@ def effects(results):
     return out
 
 
+# The kinds of arm the `recipes` experiment tries, and the arm of a named experiment that uses each.
+RECIPE_ARMS = {"dense": ("kp-loss", "dense"), "prune": ("methods", "prune"), "kp": ("kp-loss", "kp"),
+               "lmf": ("methods", "lmf"), "hmd": ("methods", "hmd"), "doped-kp": ("cma", "doped-kp")}
+
+
+def recipe_search(recipes, scale="course"):
+    """One row per kind of arm of the `recipes` experiment: its final validation perplexity (mean
+    over the seeds run) under SGD and under Adam, the optimizer the scale's experiments give that
+    kind, and whether that is the better of the two (None while a recipe has no run)."""
+    from .experiments import arms
+    rows = []
+    for kind, (experiment, arm) in RECIPE_ARMS.items():
+        ppl = {}
+        for recipe in ("sgd", "adam"):
+            entry = (recipes or {}).get("arms", {}).get(f"{kind}-{recipe}") or {}
+            ppl[recipe] = entry["summary"]["final_valid_ppl"]["mean"] if entry.get("summary") else None
+        used = arms(experiment, scale)[arm].optimizer
+        better = None if None in ppl.values() else ppl[used] == min(ppl.values())
+        rows.append({"kind": kind, "sgd": ppl["sgd"], "adam": ppl["adam"], "used": used, "better": better})
+    return rows
+
+
 def markdown(results):
     lines = []
     for name, result in results.items():
@@ -127,6 +149,13 @@ def markdown(results):
             v, t = s["final_valid_ppl"], s["test_ppl"]
             lines.append(f"| {arm} | {entry['compression']:.1f}x | {v['n']} | {v['mean']:.2f} ± {v['std']:.2f} | "
                          f"{t['mean']:.2f} ± {t['std']:.2f} |")
+        lines.append("")
+    if "recipes" in results:
+        lines += ["### The recipe search", "", "| kind of arm | SGD | Adam | used | the better one |", "|---|---|---|---|---|"]
+        for r in recipe_search(results["recipes"], results["recipes"].get("scale", "course")):
+            fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+            lines.append(f"| {r['kind']} | {fmt(r['sgd'])} | {fmt(r['adam'])} | {r['used']} | "
+                         f"{ {True: 'yes', False: '**no**', None: '-'}[r['better']]} |")
         lines.append("")
     lines += ["### The effects", ""]
     for e in effects(results):

@@ -71,11 +71,12 @@ def test_branch_numbers_of_the_three_toy_cases(seed):
 
 @pytest.fixture(scope="module")
 def tiny_runs():
-    """One run each of the cmr experiment's doped-kp and output-p0.3 arms, shrunk to seconds (H = 16,
-    4,000 training tokens): records with the CMA diagnostics, as run_experiment stores them."""
+    """One run each of the cmr experiment's doped-kp and output-p0.3 arms, shrunk to seconds (H = 20,
+    the smallest whose 80 x 40 gate matrix has a Kronecker split for the doped arm; 4,000 training
+    tokens): records with the CMA diagnostics, as run_experiment stores them."""
     out = {}
     for arm in ("doped-kp", "output-p0.3"):
-        config = quick(arms("cmr")[arm]).with_(hidden=16, train_tokens=4000, eval_tokens=1000)
+        config = quick(arms("cmr")[arm]).with_(hidden=20, train_tokens=4000, eval_tokens=1000)
         out[arm] = (config, run_one(config.to_dict(), 0))
     return out
 

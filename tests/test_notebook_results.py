@@ -7,6 +7,8 @@ small configs and short slices of PTB, never a full experiment.
       arm's closest smaller factorisation misses it               test_quick_arms_meet_the_target
   03: rank(A kron B) = min(m1, n1) * min(m2, n2) for random
       factors (the KP arm's gate matrix)                          test_kp_rank_is_the_product_of_the_factor_ranks
+  03: every kind of arm trains under the better of the two
+      recipes (data/results/recipes.json)                         test_each_arm_uses_the_better_recipe
   04: the doped matrix's bytes = KP bytes + CSR arrays of S, S at
       its target density after the anneal                         test_doped_storage_is_kp_plus_csr
   04: every doping arm meets the target after its anneal          test_doping_arms_meet_the_target
@@ -20,15 +22,17 @@ small configs and short slices of PTB, never a full experiment.
   03, 04, 07: the verdict printed (dkp.report.effects) equals the
       notebook's recomputation from the individual runs           test_verdicts_match_a_recomputation_from_the_runs
 """
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from dkp import experiments as ex
+from dkp import io
 from dkp.doping import Annealer, doped_layers, needs_annealing
-from dkp.report import effects
-from dkp.shapes import KronShape, kron_candidates
+from dkp.report import effects, recipe_search
+from dkp.shapes import RTOL, KronShape, kron_candidates
 from dkp.train import Trainer, build_model, layer_report
 from dkp.weights import Doped
 from dkp.weights.sparse import csr_nbytes, n_keep
@@ -36,7 +40,7 @@ from dkp.weights.sparse import csr_nbytes, n_keep
 V = 10_000
 COURSE = ex.SCALES["course"]
 TARGET, DOPING = COURSE["compression"], COURSE["doping"]
-MEETS = TARGET * (1 - 1e-3)          # dkp.shapes' rule: a compression "meets" the target
+MEETS = TARGET * (1 - RTOL)          # dkp.shapes' rule: a compression "meets" the target
 
 
 def sized(config, reference_hidden):
@@ -80,10 +84,28 @@ def test_kp_rank_is_the_product_of_the_factor_ranks():
     W = build_model(ex.arms("kp-loss")["kp"], V, seed=0).layers[0].W
     (m1, n1), (m2, n2) = W.factors
     bound = KronShape(m1, n1, m2, n2).max_rank
-    assert bound < min(W.shape)                       # the course split cannot reach full rank
+    assert bound <= min(W.shape)
     assert np.linalg.matrix_rank(W.to_dense()) == bound
     A, B = W.params["A"][0].astype(np.float64), W.params["B"][0].astype(np.float64)
     assert np.linalg.matrix_rank(np.kron(A, B)) == np.linalg.matrix_rank(A) * np.linalg.matrix_rank(B) == bound
+
+
+def test_each_arm_uses_the_better_recipe():
+    """The committed recipe search: each kind of arm's recipe is the better of SGD and Adam for it."""
+    path = Path(__file__).resolve().parents[1] / "data" / "results" / "recipes.json"
+    rows = recipe_search(io.load_json(path))
+    assert [r["kind"] for r in rows] == ["dense", "prune", "kp", "lmf", "hmd", "doped-kp"]
+    assert all(r["better"] for r in rows), rows
+
+
+def test_recipe_search_flags_a_worse_recipe():
+    arms = {f"{k}-{r}": {"summary": {"final_valid_ppl": {"mean": v}}}
+            for k in ("dense", "prune", "kp", "lmf", "hmd", "doped-kp") for r, v in (("sgd", 100.0), ("adam", 200.0))}
+    rows = {r["kind"]: r["better"] for r in recipe_search({"arms": arms})}
+    assert rows == {"dense": True, "prune": True, "kp": False, "lmf": False, "hmd": False, "doped-kp": True}
+    del arms["kp-adam"]
+    rows = {r["kind"]: r["better"] for r in recipe_search({"arms": arms})}
+    assert rows["kp"] is None
 
 
 def test_doped_storage_is_kp_plus_csr():
