@@ -1,11 +1,14 @@
 """Training speed of dkp's NumPy LSTM language model on a Zaremba config, in words per second.
 
     python benchmarks/train_speed.py --config small [--steps 60] [--torch]
+    python benchmarks/train_speed.py --config medium --structure kp --compression 20 --doping 0.01
 
 Trains for a fixed number of steps (forward + BPTT + clipping + SGD update, batch 20, the config's
 bptt) on the start of PTB's train split. With --torch, and PyTorch importable (it is never a
 dependency of dkp), the same model in torch.nn.LSTM is timed in the same run and the ratio printed.
-The last line is `words/s: N` for dkp.
+With --structure, the compressed model is timed (a doped or pruned one at its final density, as it
+trains after its anneal) and the dense model of the same config beside it, and the ratio printed.
+The last line is `words/s: N` for dkp's model (the compressed one, with --structure).
 """
 import argparse
 import os
@@ -20,6 +23,8 @@ def dkp_speed(config, steps, warmup=3):
     n_tokens = lambda k: k * config.batch * config.bptt + config.batch  # noqa: E731 - k windows
     Trainer(config.with_(train_tokens=n_tokens(warmup)), corpus=corpus, progress=False).train_epoch()
     trainer = Trainer(config.with_(train_tokens=n_tokens(steps)), corpus=corpus, progress=False)
+    if trainer.annealer is not None:   # time the model as it trains after its anneal: S (or W) sparse
+        trainer.annealer(trainer, trainer.annealer.end)
     _, wps, _, _ = trainer.train_epoch()
     return wps
 
@@ -64,6 +69,10 @@ def main():
     p.add_argument("--torch", action="store_true", help="also time torch.nn.LSTM, if installed")
     p.add_argument("--threads", type=int, default=0,
                    help="BLAS threads for dkp and intra-op threads for torch (default: the libraries' own)")
+    p.add_argument("--structure", default="dense", choices=["dense", "kp", "lmf", "hmd", "prune"],
+                   help="time this compressed model, and dense beside it (default dense)")
+    p.add_argument("--compression", type=float, default=20.0, help="with --structure (default 20)")
+    p.add_argument("--doping", type=float, default=0.0, help="final density of S, with --structure kp|lmf|hmd")
     args = p.parse_args()
     if args.threads:  # must be set before NumPy loads OpenBLAS
         os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -71,7 +80,14 @@ def main():
     config = get_config(args.config)
     print(f"config {args.config}: {config.layers} x {config.hidden}, batch {config.batch}, bptt {config.bptt}, "
           f"{args.steps} steps")
+    if args.structure != "dense":
+        dense_wps = dkp_speed(config, args.steps)
+        print(f"dense words/s: {dense_wps:.0f}")
+        config = config.with_(structure=args.structure, compression=args.compression, doping=args.doping)
+        print(f"{args.structure} at {args.compression:g}x" + (f", S at density {args.doping:g}" if args.doping else ""))
     wps = dkp_speed(config, args.steps)
+    if args.structure != "dense":
+        print(f"compressed / dense: {wps / dense_wps:.2f}x")
     if args.torch:
         try:
             import torch

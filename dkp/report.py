@@ -113,6 +113,17 @@ def effects(results):
     return out
 
 
+def untrained_runs(result, factor=2.0):
+    """Runs that did not train: final validation perplexity above `factor` times the lowest arm
+    mean of the experiment. [(arm, seed, final validation perplexity, after the first epoch)]."""
+    means = [e["summary"]["final_valid_ppl"]["mean"] for e in result["arms"].values() if e.get("summary")]
+    if not means:
+        return []
+    bar = factor * min(means)
+    return [(arm, r["seed"], r["final_valid_ppl"], r["valid_ppl"][0])
+            for arm, e in result["arms"].items() for r in e.get("runs", []) if r["final_valid_ppl"] > bar]
+
+
 # The kinds of arm the `recipes` experiment tries, and the arm of a named experiment that uses each.
 RECIPE_ARMS = {"dense": ("kp-loss", "dense"), "prune": ("methods", "prune"), "kp": ("kp-loss", "kp"),
                "lmf": ("methods", "lmf"), "hmd": ("methods", "hmd"), "doped-kp": ("cma", "doped-kp")}

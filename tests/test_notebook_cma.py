@@ -209,3 +209,16 @@ def test_effect_text():
     assert "     relative: -1.2%" in text and "     beyond_spread: False" in text
     assert "     with: 98.50 ± 1.20 (mean ± sd over 3 seeds)" in text
     assert "lowest: 1.0, 2.5" in cp.effect_text({"claim": "3.", "holds": True, "lowest": [1.0, 2.5]})
+
+
+def test_untrained_runs_are_those_far_above_the_best_arm():
+    from dkp.report import untrained_runs
+
+    def arm(*finals):
+        runs = [{"seed": i, "final_valid_ppl": v, "valid_ppl": [2 * v, v]} for i, v in enumerate(finals)]
+        return {"runs": runs, "summary": {"final_valid_ppl": {"mean": float(np.mean(finals))}}}
+    result = {"arms": {"a": arm(190.0, 192.0), "b": arm(195.0, 860.0, 191.0), "c": {"runs": []}}}
+    assert untrained_runs(result) == [("b", 1, 860.0, 1720.0)]
+    assert untrained_runs(result, factor=5.0) == []
+    assert untrained_runs({"arms": {}}) == []
+
