@@ -9,8 +9,8 @@ The experiments show the four effects of the course, one family each:
     cma       doped KP annealed without CMR, with the CMA diagnostics along the anneal
     cmr       the same with CMR: a sweep of p for the "output" variant, and the three variants
     methods   doped KP vs pruning vs LMF vs HMD vs doped LMF vs doped HMD, at one compression
-    recipes   the search behind each arm's optimizer: dense, pruning, KP, LMF, HMD and doped KP,
-              each under plain SGD and under Adam (run it with --seeds 1)
+    recipes   the search behind each arm's optimizer: dense, pruning, KP, LMF, HMD and doped KP, LMF
+              and HMD, each under plain SGD and under Adam (run it with --seeds 1)
 
 Every arm of a scale shares everything but what the arm changes (data, optimizer, epochs, anneal
 window), so differences between arms come from the method. `DIR/NAME.json` is rewritten atomically
@@ -35,20 +35,23 @@ from .configs import Config, get_config
 # its LSTM layers compressed 25x, as in the doping paper: one flag away, for people with time.
 #
 # Every arm trains with Zaremba's recipe (plain SGD, lr 1, halved after each epoch from
-# `decay_after`, one global clip at 5), except the arms made of factors alone (kp, lmf, hmd
-# without doping): their factors' gradients are scaled so differently from a dense matrix's that
-# they do not train under it (the course-scale pilot: KP stays at perplexity 1,283), so they use
-# `factor_optimizer` (Adam), the better of the two recipes for them. Doped and pruned arms train
-# under SGD like dense. The recipe of every arm is stored with its results.
+# `decay_after`, one global clip at 5), except the kinds of arm listed in `factor_recipe_for`, which
+# use `factor_optimizer` (Adam): for each kind, the better of the two recipes in the `recipes`
+# search (data/results/README.md). Arms made of factors alone (kp, lmf, hmd) do not train well under
+# SGD, whose one learning rate suits a dense matrix's gradients, not the factors' (plain KP stays at
+# perplexity 1,283); doped KP does better under SGD, doped LMF and HMD under Adam. The recipe of
+# every arm is stored with its results.
+FACTOR_RECIPE_FOR = ("kp", "lmf", "hmd", "doped-lmf", "doped-hmd")   # kinds of arm trained with Adam
 SCALES = {
     "course": dict(base=get_config("small").with_(
         name="course", hidden=200, layers=2, epochs=2, bptt=20, dropout=0.0, init_scale=0.1,
         optimizer="sgd", lr=1.0, lr_decay=2.0, decay_after=1, clip=5.0, train_tokens=500_000,
         anneal_start=0.1, anneal_end=1.5, anneal_every=20, eval_tokens=0), compression=20.0, doping=0.01,
-        cmr_p=0.3, factor_optimizer=dict(optimizer="adam", lr=2e-3)),
+        cmr_p=0.3, factor_optimizer=dict(optimizer="adam", lr=2e-3), factor_recipe_for=FACTOR_RECIPE_FOR),
     "paper": dict(base=get_config("medium").with_(
         name="paper", anneal_start=1.0, anneal_end=20.0, anneal_every=100),
-        compression=25.0, doping=0.01, cmr_p=0.3, factor_optimizer=dict(optimizer="adam", lr=1.5e-3)),
+        compression=25.0, doping=0.01, cmr_p=0.3, factor_optimizer=dict(optimizer="adam", lr=1.5e-3),
+        factor_recipe_for=FACTOR_RECIPE_FOR),
 }
 # --quick: the same arms on a slice of PTB with hidden sizes divided by QUICK_SHRINK, for CI and
 # the notebooks (each experiment < 2 minutes).
@@ -66,9 +69,12 @@ def shrunk_hidden(config, compression):
 def arms(name, scale="course"):
     """{arm name: config} of experiment `name` at `scale`."""
     s = SCALES[scale]
-    base, c, d, p, fo = s["base"], s["compression"], s["doping"], s["cmr_p"], s["factor_optimizer"]
-    kp = base.with_(structure="kp", compression=c, **fo)
-    doped = base.with_(structure="kp", compression=c, doping=d)
+    base, c, d, p = s["base"], s["compression"], s["doping"], s["cmr_p"]
+
+    def recipe(kind):   # the optimizer settings of this kind of arm at this scale
+        return s["factor_optimizer"] if kind in s["factor_recipe_for"] else {}
+    kp = base.with_(structure="kp", compression=c, **recipe("kp"))
+    doped = base.with_(structure="kp", compression=c, doping=d, **recipe("doped-kp"))
     families = {
         "kp-loss": {
             "dense": base,
@@ -92,19 +98,22 @@ def arms(name, scale="course"):
         "methods": {
             "doped-kp": doped.with_(cmr_p=p),
             "prune": base.with_(structure="prune", compression=c),
-            "lmf": base.with_(structure="lmf", compression=c, **fo),
-            "hmd": base.with_(structure="hmd", compression=c, **fo),
-            "doped-lmf": base.with_(structure="lmf", compression=c, doping=d, cmr_p=p),
-            "doped-hmd": base.with_(structure="hmd", compression=c, doping=d, cmr_p=p),
+            "lmf": base.with_(structure="lmf", compression=c, **recipe("lmf")),
+            "hmd": base.with_(structure="hmd", compression=c, **recipe("hmd")),
+            "doped-lmf": base.with_(structure="lmf", compression=c, doping=d, cmr_p=p, **recipe("doped-lmf")),
+            "doped-hmd": base.with_(structure="hmd", compression=c, doping=d, cmr_p=p, **recipe("doped-hmd")),
         },
         # the search behind the recipe rule above: every kind of arm under both recipes (one seed)
-        "recipes": {f"{arm}-{recipe}": config.with_(**opt)
+        "recipes": {f"{arm}-{name}": config.with_(**opt)
                     for arm, config in {"dense": base, "prune": base.with_(structure="prune", compression=c),
                                         "kp": base.with_(structure="kp", compression=c),
                                         "lmf": base.with_(structure="lmf", compression=c),
                                         "hmd": base.with_(structure="hmd", compression=c),
-                                        "doped-kp": doped}.items()
-                    for recipe, opt in (("sgd", {"optimizer": base.optimizer, "lr": base.lr}), ("adam", fo))},
+                                        "doped-kp": doped,
+                                        "doped-lmf": base.with_(structure="lmf", compression=c, doping=d, cmr_p=p),
+                                        "doped-hmd": base.with_(structure="hmd", compression=c, doping=d, cmr_p=p)}.items()
+                    for name, opt in (("sgd", {"optimizer": base.optimizer, "lr": base.lr}),
+                                      ("adam", s["factor_optimizer"]))},
     }
     if name not in families:
         raise ValueError(f"experiment must be one of {sorted(families)}, got {name!r}")

@@ -126,7 +126,8 @@ def untrained_runs(result, factor=2.0):
 
 # The kinds of arm the `recipes` experiment tries, and the arm of a named experiment that uses each.
 RECIPE_ARMS = {"dense": ("kp-loss", "dense"), "prune": ("methods", "prune"), "kp": ("kp-loss", "kp"),
-               "lmf": ("methods", "lmf"), "hmd": ("methods", "hmd"), "doped-kp": ("cma", "doped-kp")}
+               "lmf": ("methods", "lmf"), "hmd": ("methods", "hmd"), "doped-kp": ("cma", "doped-kp"),
+               "doped-lmf": ("methods", "doped-lmf"), "doped-hmd": ("methods", "doped-hmd")}
 
 
 def recipe_search(recipes, scale="course"):

@@ -37,11 +37,12 @@ def test_arms_differ_only_in_what_they_test():
                 changed = {k for k, v in config.to_dict().items() if base[k] != v}
                 assert changed <= {"structure", "compression", "doping", "cmr_p", "cmr_variant", "hidden",
                                    "optimizer", "lr"}, (name, arm)
-                # only the arms made of factors alone leave the base recipe, for the factor recipe
-                factors_alone = config.structure in ("kp", "lmf", "hmd") and not config.doping
+                # only the kinds of arm the scale lists leave the base recipe, for the factor recipe
+                kind = ("doped-" if config.doping else "") + config.structure
                 recipe = {"optimizer": config.optimizer, "lr": config.lr}
-                assert recipe == (factor_recipe if factors_alone else {"optimizer": base["optimizer"], "lr": base["lr"]}), \
-                    (scale, name, arm)
+                expected = (factor_recipe if kind in ex.SCALES[scale]["factor_recipe_for"]
+                            else {"optimizer": base["optimizer"], "lr": base["lr"]})
+                assert recipe == expected, (scale, name, arm)
 
 
 def test_recipes_try_every_kind_of_arm_under_both_recipes():
@@ -50,7 +51,7 @@ def test_recipes_try_every_kind_of_arm_under_both_recipes():
         base = ex.SCALES[scale]["base"]
         sgd, adam = {"optimizer": base.optimizer, "lr": base.lr}, ex.SCALES[scale]["factor_optimizer"]
         kinds = {arm.rsplit("-", 1)[0] for arm in recipes}
-        assert kinds == {"dense", "prune", "kp", "lmf", "hmd", "doped-kp"}
+        assert kinds == {"dense", "prune", "kp", "lmf", "hmd", "doped-kp", "doped-lmf", "doped-hmd"}
         for kind in kinds:
             a, b = recipes[f"{kind}-sgd"].to_dict(), recipes[f"{kind}-adam"].to_dict()
             assert {k for k in a if a[k] != b[k]} == {"optimizer", "lr"}
@@ -95,7 +96,7 @@ def test_quick_results_are_complete(results):
                 assert np.isfinite(run["final_valid_ppl"]) and np.isfinite(run["test_ppl"])
             vals = [r["final_valid_ppl"] for r in entry["runs"]]
             assert entry["summary"]["final_valid_ppl"]["mean"] == pytest.approx(np.mean(vals))
-            assert entry["summary"]["final_valid_ppl"]["std"] == pytest.approx(np.std(vals, ddof=1))
+            assert entry["summary"]["final_valid_ppl"]["std"] == pytest.approx(np.std(vals, ddof=1) if len(vals) > 1 else 0.0)
             assert entry["n_params"] > 0 and entry["n_bytes"] > 0
 
 
@@ -106,7 +107,9 @@ def test_quick_compression_is_as_configured(results):
     methods = res["methods"]["arms"]
     target = ex.SCALES["course"]["compression"]
     for arm, entry in methods.items():
-        assert target * (1 - shapes.RTOL) <= entry["compression"] < 1.25 * target, arm
+        # the quick gate matrices (200 x 100) are coarse: one rank of a low-rank factor is 300
+        # parameters, 30% of the 1,000 a 20x target allows, so an arm may land up to that far above it
+        assert target * (1 - shapes.RTOL) <= entry["compression"] < 1.3 * target, arm
         if entry["config"]["doping"]:
             for run in entry["runs"]:
                 assert all(layer["density_of_S"] == pytest.approx(0.01, abs=1e-3) for layer in run["layers"])

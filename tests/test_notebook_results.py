@@ -94,15 +94,17 @@ def test_each_arm_uses_the_better_recipe():
     """The committed recipe search: each kind of arm's recipe is the better of SGD and Adam for it."""
     path = Path(__file__).resolve().parents[1] / "data" / "results" / "recipes.json"
     rows = recipe_search(io.load_json(path))
-    assert [r["kind"] for r in rows] == ["dense", "prune", "kp", "lmf", "hmd", "doped-kp"]
+    assert [r["kind"] for r in rows] == ["dense", "prune", "kp", "lmf", "hmd", "doped-kp", "doped-lmf", "doped-hmd"]
     assert all(r["better"] for r in rows), rows
 
 
 def test_recipe_search_flags_a_worse_recipe():
     arms = {f"{k}-{r}": {"summary": {"final_valid_ppl": {"mean": v}}}
-            for k in ("dense", "prune", "kp", "lmf", "hmd", "doped-kp") for r, v in (("sgd", 100.0), ("adam", 200.0))}
+            for k in ("dense", "prune", "kp", "lmf", "hmd", "doped-kp", "doped-lmf", "doped-hmd")
+            for r, v in (("sgd", 100.0), ("adam", 200.0))}
     rows = {r["kind"]: r["better"] for r in recipe_search({"arms": arms})}
-    assert rows == {"dense": True, "prune": True, "kp": False, "lmf": False, "hmd": False, "doped-kp": True}
+    assert rows == {"dense": True, "prune": True, "kp": False, "lmf": False, "hmd": False, "doped-kp": True,
+                    "doped-lmf": False, "doped-hmd": False}
     del arms["kp-adam"]
     rows = {r["kind"]: r["better"] for r in recipe_search({"arms": arms})}
     assert rows["kp"] is None
