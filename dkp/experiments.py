@@ -12,8 +12,8 @@ The experiments show the four effects of the course, one family each:
     recipes   the search behind each arm's optimizer: dense, pruning, KP, LMF, HMD and doped KP, LMF
               and HMD, each under plain SGD and under Adam (run it with --seeds 1)
 
-Every arm of a scale shares everything but what the arm changes (data, optimizer, epochs, anneal
-window), so differences between arms come from the method. `DIR/NAME.json` is rewritten atomically
+Every arm of a scale shares everything but what the arm changes (data, epochs, anneal window; the
+optimizer goes by the kind of arm, see SCALES), so differences between arms come from the method. `DIR/NAME.json` is rewritten atomically
 after every finished run, so an interrupted experiment keeps what it finished; rerunning it skips
 the runs already there (same config and seed).
 """
@@ -104,7 +104,7 @@ def arms(name, scale="course"):
             "doped-hmd": base.with_(structure="hmd", compression=c, doping=d, cmr_p=p, **recipe("doped-hmd")),
         },
         # the search behind the recipe rule above: every kind of arm under both recipes (one seed)
-        "recipes": {f"{arm}-{name}": config.with_(**opt)
+        "recipes": {f"{arm}-{recipe_name}": config.with_(**opt)
                     for arm, config in {"dense": base, "prune": base.with_(structure="prune", compression=c),
                                         "kp": base.with_(structure="kp", compression=c),
                                         "lmf": base.with_(structure="lmf", compression=c),
@@ -112,8 +112,8 @@ def arms(name, scale="course"):
                                         "doped-kp": doped,
                                         "doped-lmf": base.with_(structure="lmf", compression=c, doping=d, cmr_p=p),
                                         "doped-hmd": base.with_(structure="hmd", compression=c, doping=d, cmr_p=p)}.items()
-                    for name, opt in (("sgd", {"optimizer": base.optimizer, "lr": base.lr}),
-                                      ("adam", s["factor_optimizer"]))},
+                    for recipe_name, opt in (("sgd", {"optimizer": base.optimizer, "lr": base.lr}),
+                                             ("adam", s["factor_optimizer"]))},
     }
     if name not in families:
         raise ValueError(f"experiment must be one of {sorted(families)}, got {name!r}")

@@ -8,12 +8,12 @@ For the paper's gate matrix (2600 x 1300, Zaremba medium) at 25x:
     pruning_sparsity((2600, 1300), 25) -> 0.96              (135,200 kept entries)
 
 How `kron_shape` chooses. A compression c "meets" the target when c >= target * (1 - rtol); the
-default rtol = RTOL = 0.5% lets rounding through, as the papers do (520x260 kron 5x5 is 24.995x, quoted
-as 25x; nothing strictly above 25x comes closer than 25.995x), and counts the small factor's own
-parameters as rounding too (160x100 kron 5x4 is 19.975x of an 800x400 matrix, quoted as 20x). Among the factor shapes meeting the
-target (every side >= min_side, default 2, which excludes degenerate row/column-vector factors),
-those within `slack` (5%) of the smallest compression that meets it compete. With
-prefer="rank" (the default, what the papers do) they compete on, in order:
+default rtol = RTOL = 0.5% lets rounding through, as the papers do (520x260 kron 5x5 is 24.995x,
+quoted as 25x; nothing strictly above 25x comes closer than 25.995x), and counts the small factor's
+own parameters as rounding too (160x100 kron 5x4 is 19.975x of an 800x400 matrix, quoted as 20x).
+Among the factor shapes meeting the target (every side >= min_side, default 2, which excludes
+degenerate row/column-vector factors), those within `slack` (5%) of the smallest compression that
+meets it compete. With prefer="rank" (the default, what the papers do) they compete on, in order:
   1. the largest rank the product can reach, min(m, n, r * min(m1, n1) * min(m2, n2)): a KP is
      worth having over low rank because A kron B can be full rank, so shapes that can are preferred;
   2. the fewest multiply-adds per input row (the cheaper of the two multiplication orders);

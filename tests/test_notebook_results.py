@@ -98,6 +98,18 @@ def test_each_arm_uses_the_better_recipe():
     assert all(r["better"] for r in rows), rows
 
 
+@pytest.mark.parametrize("name", ex.EXPERIMENTS)
+def test_committed_results_are_this_codes_arms(name):
+    """data/results/NAME.json holds every arm of NAME with the config this code gives it, three
+    seeds (one for the recipe search), so the notebooks' loaded numbers are those of these arms and
+    rerunning an experiment skips what is committed."""
+    result = io.load_json(Path(__file__).resolve().parents[1] / "data" / "results" / f"{name}.json")
+    assert result["experiment"] == name and result["scale"] == "course" and not result["quick"]
+    for arm, config in ex.arms(name).items():
+        assert result["arms"][arm]["config"] == config.to_dict(), arm
+        assert result["arms"][arm]["seeds"] == list(range(1 if name == "recipes" else 3)), arm
+
+
 def test_recipe_search_flags_a_worse_recipe():
     arms = {f"{k}-{r}": {"summary": {"final_valid_ppl": {"mean": v}}}
             for k in ("dense", "prune", "kp", "lmf", "hmd", "doped-kp", "doped-lmf", "doped-hmd")
