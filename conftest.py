@@ -19,6 +19,6 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-    for path in _made:
-        shutil.rmtree(path, ignore_errors=True)
+    if _made:
+        shutil.rmtree(_made.pop(), ignore_errors=True)
         os.environ.pop(QUICK_RESULTS_ENV, None)

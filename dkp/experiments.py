@@ -13,9 +13,9 @@ The experiments show the four effects of the course, one family each:
               and HMD, each under plain SGD and under Adam (run it with --seeds 1)
 
 Every arm of a scale shares everything but what the arm changes (data, epochs, anneal window; the
-optimizer goes by the kind of arm, see SCALES), so differences between arms come from the method. `DIR/NAME.json` is rewritten atomically
-after every finished run, so an interrupted experiment keeps what it finished; rerunning it skips
-the runs already there (same config and seed).
+optimizer goes by the kind of arm, see SCALES), so differences between arms come from the method.
+`DIR/NAME.json` is rewritten atomically after every finished run, so an interrupted experiment
+keeps what it finished; rerunning it skips the runs already there (same config and seed).
 """
 from __future__ import annotations
 
@@ -71,14 +71,19 @@ def arms(name, scale="course"):
     s = SCALES[scale]
     base, c, d, p = s["base"], s["compression"], s["doping"], s["cmr_p"]
 
-    def recipe(kind):   # the optimizer settings of this kind of arm at this scale
-        return s["factor_optimizer"] if kind in s["factor_recipe_for"] else {}
-    kp = base.with_(structure="kp", compression=c, **recipe("kp"))
-    doped = base.with_(structure="kp", compression=c, doping=d, **recipe("doped-kp"))
+    # every kind of arm, before its optimizer: the recipes search tries each under both recipes,
+    # the other experiments use each under the recipe the scale gives it
+    kinds = {"dense": base, "prune": base.with_(structure="prune", compression=c),
+             **{k: base.with_(structure=k, compression=c) for k in ("kp", "lmf", "hmd")},
+             "doped-kp": base.with_(structure="kp", compression=c, doping=d),
+             **{f"doped-{k}": base.with_(structure=k, compression=c, doping=d, cmr_p=p) for k in ("lmf", "hmd")}}
+    arm = {kind: config.with_(**(s["factor_optimizer"] if kind in s["factor_recipe_for"] else {}))
+           for kind, config in kinds.items()}
+    kp, doped = arm["kp"], arm["doped-kp"]
     families = {
         "kp-loss": {
-            "dense": base,
-            "dense-shrunk": base.with_(hidden=shrunk_hidden(base, c)),
+            "dense": arm["dense"],
+            "dense-shrunk": arm["dense"].with_(hidden=shrunk_hidden(base, c)),
             "kp": kp,
         },
         "doping": {
@@ -97,21 +102,10 @@ def arms(name, scale="course"):
         },
         "methods": {
             "doped-kp": doped.with_(cmr_p=p),
-            "prune": base.with_(structure="prune", compression=c),
-            "lmf": base.with_(structure="lmf", compression=c, **recipe("lmf")),
-            "hmd": base.with_(structure="hmd", compression=c, **recipe("hmd")),
-            "doped-lmf": base.with_(structure="lmf", compression=c, doping=d, cmr_p=p, **recipe("doped-lmf")),
-            "doped-hmd": base.with_(structure="hmd", compression=c, doping=d, cmr_p=p, **recipe("doped-hmd")),
+            **{k: arm[k] for k in ("prune", "lmf", "hmd", "doped-lmf", "doped-hmd")},
         },
         # the search behind the recipe rule above: every kind of arm under both recipes (one seed)
-        "recipes": {f"{arm}-{recipe_name}": config.with_(**opt)
-                    for arm, config in {"dense": base, "prune": base.with_(structure="prune", compression=c),
-                                        "kp": base.with_(structure="kp", compression=c),
-                                        "lmf": base.with_(structure="lmf", compression=c),
-                                        "hmd": base.with_(structure="hmd", compression=c),
-                                        "doped-kp": doped,
-                                        "doped-lmf": base.with_(structure="lmf", compression=c, doping=d, cmr_p=p),
-                                        "doped-hmd": base.with_(structure="hmd", compression=c, doping=d, cmr_p=p)}.items()
+        "recipes": {f"{kind}-{recipe_name}": config.with_(**opt) for kind, config in kinds.items()
                     for recipe_name, opt in (("sgd", {"optimizer": base.optimizer, "lr": base.lr}),
                                              ("adam", s["factor_optimizer"]))},
     }

@@ -164,8 +164,8 @@ def markdown(results):
         lines.append("")
     if "recipes" in results:
         lines += ["### The recipe search", "", "| kind of arm | SGD | Adam | used | the better one |", "|---|---|---|---|---|"]
+        fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
         for r in recipe_search(results["recipes"], results["recipes"].get("scale", "course")):
-            fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
             lines.append(f"| {r['kind']} | {fmt(r['sgd'])} | {fmt(r['adam'])} | {r['used']} | "
                          f"{ {True: 'yes', False: '**no**', None: '-'}[r['better']]} |")
         lines.append("")
