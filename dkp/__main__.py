@@ -13,7 +13,8 @@ def _train(args):
     config = get_config(args.config)
     changes = {k: getattr(args, k) for k in ("epochs", "train_tokens", "optimizer", "lr", "structure",
                                             "compression", "doping", "kp_rank", "anneal_start", "anneal_end",
-                                            "cmr_p", "cmr_variant") if getattr(args, k) is not None}
+                                            "cmr_p", "cmr_variant", "cmr_schedule", "cmr_threshold", "cmr_rescale",
+                                            "anneal_s", "dense_warmup") if getattr(args, k) is not None}
     config = config.with_(**changes)
     metrics = train(config, seed=args.seed, out=args.out, resume=args.resume, progress=not args.quiet)
     print(f"final: valid ppl {metrics['final_valid_ppl']:.2f}  test ppl {metrics['test_ppl']:.2f}  "
@@ -41,10 +42,12 @@ def _eval(args):
 
 def _experiment(args):
     from .experiments import run_experiment
-    result = run_experiment(args.name, seeds=args.seeds, quick_mode=args.quick, scale=args.scale, out=args.out,
+    from .experiments import default_out
+    out = args.out or default_out(args.name)
+    result = run_experiment(args.name, seeds=args.seeds, quick_mode=args.quick, scale=args.scale, out=out,
                             jobs=args.jobs, progress=not args.quiet, only=args.arms)
     name = f"{args.name}{'-quick' if args.quick else ''}.json"
-    print(f"wrote {os.path.join(args.out, name)} ({result['wall_seconds']:.0f} s)")
+    print(f"wrote {os.path.join(out, name)} ({result['wall_seconds']:.0f} s)")
 
 
 def _report(args):
@@ -97,6 +100,15 @@ def main(argv=None):
     g.add_argument("--anneal-end", type=float, metavar="EPOCH", help="end of the density anneal (default 1)")
     g.add_argument("--cmr-p", type=float, help="co-matrix dropout probability on S (default 0)")
     g.add_argument("--cmr-variant", choices=["output", "branch", "connect"], help="co-matrix dropout variant")
+    g.add_argument("--cmr-schedule", choices=["constant", "threshold", "density"],
+                   help="p throughout (constant), only once S's density <= --cmr-threshold, or growing as S empties")
+    g.add_argument("--cmr-threshold", type=float, metavar="DENSITY", help="(threshold schedule) default 0.1")
+    g.add_argument("--no-cmr-rescale", dest="cmr_rescale", action="store_const", const=False,
+                   help="do not divide the kept part of S by 1 - p")
+    g.add_argument("--no-anneal", dest="anneal_s", action="store_const", const=False,
+                   help="keep S dense for the whole run (the control of an anneal)")
+    g.add_argument("--dense-warmup", type=float, metavar="EPOCHS",
+                   help="train dense this long, then start S as the residual W - nearest structured matrix")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="perplexity of a saved checkpoint",
@@ -105,17 +117,21 @@ def main(argv=None):
     p.add_argument("--splits", nargs="+", default=["valid", "test"], choices=["train", "valid", "test"])
     p.set_defaults(func=_eval)
 
-    from .experiments import EXPERIMENTS
+    from .experiments import EXPERIMENTS, SEARCH
     p = sub.add_parser("experiment", help="run a named experiment over seeds and write its JSON",
-                       description="Run every arm of a named experiment over seeds; write OUT/NAME.json.")
-    p.add_argument("name", choices=EXPERIMENTS)
+                       description="Run every arm of a named experiment over seeds; write OUT/NAME.json. "
+                                   "The course's experiments: " + ", ".join(EXPERIMENTS) + "; the co-matrix "
+                                   "adaptation search's (data/results/cma-search/PLAN.md): " + ", ".join(SEARCH))
+    p.add_argument("name", choices=EXPERIMENTS + SEARCH)
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per arm (default 3)")
     p.add_argument("--quick", action="store_true", help="a short version on a slice of PTB (CI, notebooks)")
     p.add_argument("--scale", default="course", choices=["course", "paper"],
                    help="course: the laptop scale (default); paper: medium 2 x 650 at 25x")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel, one BLAS thread each (default 1)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs in parallel, one BLAS thread each (default 1; 0: one per core)")
     p.add_argument("--arms", nargs="+", help="run only these arms")
-    p.add_argument("--out", default="data/results", help="output directory (default data/results)")
+    p.add_argument("--out", help="output directory (default data/results; data/results/cma-search for the "
+                                 "search's experiments)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_experiment)
 

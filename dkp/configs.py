@@ -36,9 +36,22 @@ class Config:
     anneal_start: float = 0.0
     anneal_end: float = 1.0
     anneal_every: int = 50
+    # anneal_s False keeps S at its starting density (dense) for the whole run, the structured part
+    # still sized for `doping`: the control against which an anneal is measured.
+    anneal_s: bool = True
+    # dense_warmup > 0: train a dense LSTM for that many epochs, then replace each gate matrix W by
+    # its nearest structured matrix plus S = W - structured (dense), and go on doped. 0: S starts at 0.
+    dense_warmup: float = 0.0
     # Co-matrix dropout on S during training: probability and variant ("output", "branch", "connect").
     cmr_p: float = 0.0
     cmr_variant: str = "output"
+    # How p follows the anneal (dkp.doping.cmr_probability): "constant" p throughout; "threshold": p
+    # only once S's density is at or below `cmr_threshold`, 0 before; "density": p grows from 0 to
+    # cmr_p as S's density falls from 1 to `doping`. cmr_rescale False drops without dividing the
+    # kept part by 1 - p.
+    cmr_schedule: str = "constant"
+    cmr_threshold: float = 0.1
+    cmr_rescale: bool = True
 
     def with_(self, **changes):
         unknown = set(changes) - {f.name for f in fields(self)}

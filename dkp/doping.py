@@ -1,7 +1,8 @@
-"""Doping in training: annealing the density of S (and of pruning masks), and the co-matrix
+"""Doping in training: annealing the density of S (and of pruning masks), the schedule of the
+co-matrix dropout probability, the switch from a dense warm-up to a doped model, and the co-matrix
 adaptation (CMA) diagnostics. Co-matrix dropout itself lives in `dkp.weights.doped`.
 
-Both are hooks of the training loop: callables hook(trainer, step) run before each update.
+All are hooks of the training loop: callables hook(trainer, step) run before each update.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from .data import batchify, bptt_windows
 from .schedules import cubic_schedule
 from .shapes import pruning_sparsity
+from .structures import doped_from_dense
 from .weights import Doped, Pruned, stack_caches
 
 
@@ -17,7 +19,8 @@ class Annealer:
     """Moves every doped layer's density of S from 1 to `config.doping`, and every pruned layer's
     sparsity from 0 to its compression target, along the cubic schedule between epochs
     `anneal_start` and `anneal_end`, re-masking by magnitude every `anneal_every` steps; the masks
-    are frozen after the window. Adam's moments of S are re-indexed to the kept entries."""
+    are frozen after the window. Adam's moments of S are re-indexed to the kept entries. With
+    `config.anneal_s` False, S keeps its starting density (the control of an anneal)."""
 
     def __init__(self, config, steps_per_epoch):
         self.config = config
@@ -37,7 +40,7 @@ class Annealer:
             return
         for l, layer in enumerate(trainer.model.layers):
             W = layer.W
-            if isinstance(W, Doped):
+            if isinstance(W, Doped) and self.config.anneal_s:
                 target = self.density_at(step)
                 if round(target * W.shape[0] * W.shape[1]) < W.nnz:
                     keep = W.set_density(target)
@@ -52,6 +55,60 @@ class Annealer:
 
 def needs_annealing(config):
     return config.doping > 0 or config.structure == "prune"
+
+
+# --- the co-matrix dropout probability along the anneal --------------------------------------------
+def cmr_probability(config, density):
+    """The co-matrix dropout probability while S has `density`, by `config.cmr_schedule`:
+    "constant" cmr_p; "threshold" cmr_p once density <= cmr_threshold, else 0; "density" cmr_p *
+    (1 - density) / (1 - doping), rising from 0 (S dense) to cmr_p (S at its final density)."""
+    p = config.cmr_p
+    if config.cmr_schedule == "constant":
+        return p
+    if config.cmr_schedule == "threshold":
+        return p if density <= config.cmr_threshold else 0.0
+    if config.cmr_schedule == "density":
+        return p * min(1.0, max(0.0, (1.0 - density) / (1.0 - config.doping)))
+    raise ValueError(f"cmr_schedule must be constant, threshold or density, got {config.cmr_schedule!r}")
+
+
+class CMRSchedule:
+    """A hook that sets each doped layer's co-matrix dropout probability from its density of S
+    (`cmr_probability`); it runs after the annealer, so it sees this step's density."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def __call__(self, trainer, step):
+        for _, W in doped_layers(trainer.model):
+            W.cmr_p = cmr_probability(self.config, W.density)
+
+
+def needs_cmr_schedule(config):
+    return config.doping > 0 and config.cmr_p > 0 and config.cmr_schedule != "constant"
+
+
+# --- from a dense warm-up to a doped model -------------------------------------------------------
+class DenseWarmup:
+    """A hook that, at the first step of epoch `config.dense_warmup`, replaces every LSTM layer's
+    dense gate matrix W by its nearest structured matrix plus S = W - structured (S dense), so
+    the doped model starts where the dense one stands. The optimizer starts afresh (its state
+    was for the dense parameters) at the current learning rate."""
+
+    def __init__(self, config, steps_per_epoch):
+        self.config = config
+        self.step = int(round(config.dense_warmup * steps_per_epoch))
+
+    def convert(self, trainer):
+        from .optim import make_optimizer
+        for layer in trainer.model.layers:
+            layer.W = doped_from_dense(self.config, layer.W.to_dense())
+        lr = trainer.optimizer.lr
+        trainer.optimizer = make_optimizer(self.config.optimizer, lr)
+
+    def __call__(self, trainer, step):
+        if step == self.step:
+            self.convert(trainer)
 
 
 # --- co-matrix adaptation diagnostics ------------------------------------------------------------
@@ -101,10 +158,26 @@ def branch_statistics(model, ids, batch, bptt):
     return out
 
 
-def cma_point(model, ids, batch, bptt):
-    """One point of the CMA record: perplexity with and without S, and the branch statistics."""
+def cma_point(model, ids, batch, bptt, stats_tokens=None):
+    """One point of the CMA record: perplexity with and without S, and the branch statistics (on
+    the first `stats_tokens` of `ids` when given, else on all of them)."""
     return {"ppl": perplexity(model, ids, batch, bptt), "ppl_s_off": perplexity(model, ids, batch, bptt, False),
-            "layers": branch_statistics(model, ids, batch, bptt)}
+            "layers": branch_statistics(model, ids[:stats_tokens] if stats_tokens else ids, batch, bptt)}
+
+
+def perplexity_s_pruned(model, ids, batch, bptt, fraction):
+    """Perplexity of `ids` after pruning S further, without retraining: every doped layer keeps the
+    largest `fraction` of its current entries (at least one). The model is left as it was."""
+    layers = doped_layers(model)
+    saved = [(W.indptr, W.indices, W.params["S"]) for _, W in layers]
+    try:
+        for _, W in layers:
+            W.set_density(max(W.density * fraction, 1.0 / (W.shape[0] * W.shape[1])))
+        return perplexity(model, ids, batch, bptt)
+    finally:
+        for (_, W), (indptr, indices, values) in zip(layers, saved):
+            W.indptr, W.indices, W.params["S"] = indptr, indices, values
+            W._reset_dense()
 
 
 class CMATracker:
@@ -112,8 +185,8 @@ class CMATracker:
     steps of the anneal window (and once more at the end of training, via `finish`), into
     trainer.history["cma"] as dicts with the step, the epoch and the density of S."""
 
-    def __init__(self, annealer, ids, points=8, batch=10, bptt=35):
-        self.ids, self.batch, self.bptt = ids, batch, bptt
+    def __init__(self, annealer, ids, points=8, batch=10, bptt=35, stats_tokens=None):
+        self.ids, self.batch, self.bptt, self.stats_tokens = ids, batch, bptt, stats_tokens
         span = annealer.end - annealer.start
         self.steps = sorted({annealer.start + int(round(span * k / max(points - 1, 1))) for k in range(points)})
         self.annealer = annealer
@@ -122,10 +195,34 @@ class CMATracker:
         layers = doped_layers(trainer.model)
         point = {"step": step, "epoch": step / max(trainer.steps_per_epoch, 1),
                  "density": float(np.mean([W.density for _, W in layers])) if layers else None,
-                 **cma_point(trainer.model, self.ids, self.batch, self.bptt)}
+                 **cma_point(trainer.model, self.ids, self.batch, self.bptt, self.stats_tokens)}
         trainer.history.setdefault("cma", []).append(point)
         return point
 
     def __call__(self, trainer, step):
         if step in self.steps:
             self.record(trainer, step)
+
+
+class PerplexityProbe:
+    """A training hook that records the perplexity of a validation slice (S on) every `every`
+    epochs, at the same epochs in every arm whatever its anneal, into trainer.history["probes"] as
+    {step, epoch, density, ppl}; `record` adds a point by hand (the end of training)."""
+
+    def __init__(self, ids, every, batch=10, bptt=35):
+        if not every > 0:
+            raise ValueError(f"every must be a positive number of epochs, got {every!r}")
+        self.ids, self.every, self.batch, self.bptt = ids, every, batch, bptt
+
+    def record(self, trainer):
+        layers = doped_layers(trainer.model)
+        point = {"step": trainer.step, "epoch": trainer.step / max(trainer.steps_per_epoch, 1),
+                 "density": float(np.mean([W.density for _, W in layers])) if layers else None,
+                 "ppl": perplexity(trainer.model, self.ids, self.batch, self.bptt)}
+        trainer.history.setdefault("probes", []).append(point)
+        return point
+
+    def __call__(self, trainer, step):
+        k = round(step / (self.every * trainer.steps_per_epoch))  # the grid point nearest this step
+        if k > 0 and step == round(k * self.every * trainer.steps_per_epoch):
+            self.record(trainer)

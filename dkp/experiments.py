@@ -12,6 +12,21 @@ The experiments show the four effects of the course, one family each:
     recipes   the search behind each arm's optimizer: dense, pruning, KP, LMF, HMD and doped KP, LMF
               and HMD, each under plain SGD and under Adam (run it with --seeds 1)
 
+The search for co-matrix adaptation and for what co-matrix dropout does (data/results/cma-search/,
+its PLAN.md fixed before the runs) has families of its own, written to data/results/cma-search/
+by default, whose runs record more along the way (SEARCH_PROBES):
+
+    cma-timing     when and how fast S is annealed: early-and-long, early-and-short, late-and-short
+                   (with and without recovery after it), and S never annealed (the control)
+    cma-density    the final density of S: 1%, 0.1%, 0.01% (late-and-short anneal)
+    cma-init       S starting at zero vs as the residual W - nearest KP of a briefly trained dense LSTM
+    cmr-schedule   co-matrix dropout on the late-and-short anneal: constant p, p only below a
+                   density threshold, p growing as S empties, and without the 1/(1-p) rescaling
+    cmr-branch     whole-branch dropout on the early-and-long anneal, rescaled (as in `cmr`), not
+                   rescaled, and only below a density threshold
+    cma-long       the whole PTB training split for 3 epochs: dense, KP, doped KP with and without
+                   co-matrix dropout (late-and-short anneal)
+
 Every arm of a scale shares everything but what the arm changes (data, epochs, anneal window; the
 optimizer goes by the kind of arm, see SCALES), so differences between arms come from the method.
 `DIR/NAME.json` is rewritten atomically after every finished run, so an interrupted experiment
@@ -117,8 +132,70 @@ def arms(name, scale="course"):
 EXPERIMENTS = ("kp-loss", "doping", "cma", "cmr", "methods", "recipes")
 
 
+# --- the co-matrix adaptation search (data/results/cma-search/PLAN.md) -----------------------------
+SEARCH = ("cma-timing", "cma-density", "cma-init", "cmr-schedule", "cmr-branch", "cma-long")
+SEARCH_OUT = os.path.join("data", "results", "cma-search")
+# What every run of the search records besides the course's diagnostics: the perplexity of the first
+# `tokens` validation tokens every `grid_every` epochs (the same epochs in every arm), the CMA points
+# along the anneal on that slice (branch statistics on its first `stats_tokens`), and at the end the
+# perplexity of the whole validation split with S off and of the slice with S pruned further to
+# each of `prune_fractions` of its entries, and the training loss every `trace_every` steps.
+SEARCH_PROBES = dict(tokens=10_000, cma_points=5, grid_every=0.25, stats_tokens=2_000,
+                     prune_fractions=(0.5, 0.2, 0.1), trace_every=25)
+# the anneal windows (epochs) the search compares, at the course scale's 2 epochs
+WINDOWS = {"early-long": (0.1, 1.5), "early-short": (0.25, 0.5), "late-short": (1.5, 1.75),
+           "late-short-norec": (1.75, 2.0)}
+LONG = dict(train_tokens=0, epochs=3, decay_after=2)  # cma-long: all of PTB's train split, 3 epochs
+
+
+def search_arms(name, scale="course"):
+    """{arm name: config} of the search family `name` (see PLAN.md for what each tests)."""
+    s = SCALES[scale]
+    course = arms("doping", scale)
+    doped = course["doped-kp"]                       # SGD, 1% of S, no CMR, anneal 0.1 -> 1.5
+    p = s["cmr_p"]
+
+    def window(config, name):
+        a, b = WINDOWS[name]
+        return config.with_(anneal_start=a, anneal_end=b)
+
+    late = window(doped, "late-short")
+    families = {
+        "cma-timing": {**{w: window(doped, w) for w in WINDOWS}, "hold": doped.with_(anneal_s=False)},
+        "cma-density": {"late-short": late, "late-short-d0.001": late.with_(doping=0.001),
+                        "late-short-d0.0001": late.with_(doping=0.0001)},
+        "cma-init": {"early-long": doped, "late-short": late,
+                     "residual-early-long": doped.with_(dense_warmup=0.1),
+                     "residual-late-short": late.with_(dense_warmup=0.1)},
+        "cmr-schedule": {"late-short": late,
+                         f"output-p{p:g}": late.with_(cmr_p=p),
+                         f"output-p{p:g}-threshold": late.with_(cmr_p=p, cmr_schedule="threshold"),
+                         f"output-p{p:g}-density": late.with_(cmr_p=p, cmr_schedule="density"),
+                         f"output-p{p:g}-norescale": late.with_(cmr_p=p, cmr_rescale=False)},
+        "cmr-branch": {"early-long": doped,
+                       f"branch-p{p:g}": doped.with_(cmr_p=p, cmr_variant="branch"),
+                       f"branch-p{p:g}-norescale": doped.with_(cmr_p=p, cmr_variant="branch", cmr_rescale=False),
+                       f"branch-p{p:g}-threshold": doped.with_(cmr_p=p, cmr_variant="branch",
+                                                               cmr_schedule="threshold")},
+        "cma-long": {k: v.with_(**LONG) for k, v in {
+            "dense": arms("kp-loss", scale)["dense"], "kp": course["kp"],
+            "late-short": late.with_(anneal_start=2.5, anneal_end=2.75),
+            f"late-short-output-p{p:g}": late.with_(anneal_start=2.5, anneal_end=2.75, cmr_p=p)}.items()},
+    }
+    return families[name]
+
+
 def quick(config):
-    return config.with_(**QUICK, hidden=max(4, config.hidden // QUICK_SHRINK), name=config.name + "-quick")
+    """The --quick version of an arm: a slice of PTB, hidden sizes divided by QUICK_SHRINK. An arm
+    that keeps the course scale's anneal window gets QUICK's; one with a window of its own (the
+    search's) keeps it, as fractions of the same two epochs."""
+    changes = dict(QUICK)
+    course = SCALES["course"]["base"]
+    if (config.anneal_start, config.anneal_end) != (course.anneal_start, course.anneal_end):
+        del changes["anneal_start"], changes["anneal_end"]
+    if config.epochs != course.epochs:  # a longer family stays longer than the quick default
+        changes["epochs"], changes["decay_after"] = config.epochs, config.decay_after
+    return config.with_(**changes, hidden=max(4, config.hidden // QUICK_SHRINK), name=config.name + "-quick")
 
 
 QUICK_RESULTS_ENV = "DKP_QUICK_RESULTS"
@@ -137,43 +214,92 @@ def quick_results_dir():
 
 
 # --- running -------------------------------------------------------------------------------------
-def run_one(config_dict, seed, cma_points=6):
+COURSE_PROBES = dict(tokens=20_000, cma_points=6)   # what the course's experiments record
+
+
+def run_one(config_dict, seed, probes=None):
     """Train one arm for one seed (in a worker process) and return its record. Doped arms record
     the CMA diagnostics along the anneal and at the end, whatever the experiment, so that a run can
-    serve every experiment that has the same arm."""
+    serve every experiment that has the same arm. `probes` (default COURSE_PROBES; the search
+    passes SEARCH_PROBES) says what else is recorded."""
     from .data import load_corpus
-    from .doping import CMATracker, cma_point
-    from .train import Trainer
+    from .doping import CMATracker, PerplexityProbe, cma_point, perplexity, perplexity_s_pruned
+    from .train import Trainer, TrainingDiverged
+    probes = {**COURSE_PROBES, **(probes or {})}
     config = Config.from_dict(config_dict)
     corpus = load_corpus(level=config.level)
     trainer = Trainer(config, seed=seed, corpus=corpus, progress=False)
-    diag_ids = trainer.valid_ids[:20_000]
+    diag_ids = trainer.valid_ids[:probes["tokens"]]
+    stats_tokens = probes.get("stats_tokens")
     track_cma = config.doping > 0
     if track_cma:
-        trainer.hooks.append(CMATracker(trainer.annealer, diag_ids, points=cma_points, batch=10, bptt=config.bptt))
+        trainer.hooks.append(CMATracker(trainer.annealer, diag_ids, points=probes["cma_points"], batch=10,
+                                        bptt=config.bptt, stats_tokens=stats_tokens))
+    grid = PerplexityProbe(diag_ids, probes["grid_every"], 10, config.bptt) if probes.get("grid_every") else None
+    if grid:
+        trainer.hooks.append(grid)
+    if probes.get("trace_every"):
+        trainer.hooks.append(LossTrace(probes["trace_every"]))
     t0 = time.perf_counter()
-    metrics = trainer.run()
+    try:
+        metrics = trainer.run()
+    except TrainingDiverged as e:  # a diverged run is a result too: recorded, with where it happened
+        from .train import layer_report
+        return {"seed": seed, "diverged": str(e), "seconds": time.perf_counter() - t0,
+                "layers": layer_report(trainer.model), **trainer.history}
     record = {k: metrics[k] for k in ("seed", "epochs", "train_ppl", "valid_ppl", "final_valid_ppl", "test_ppl",
                                       "words_per_sec", "layers")}
     record["density"] = metrics.get("density")
-    record["seconds"] = time.perf_counter() - t0
+    for key in ("probes", "loss_trace"):
+        if key in metrics:
+            record[key] = metrics[key]
+    if grid:
+        record["probes"] = record.get("probes", []) + [{**grid.record(trainer), "final": True}]
     if track_cma:
-        end = cma_point(trainer.model, diag_ids, 10, config.bptt)
+        end = cma_point(trainer.model, diag_ids, 10, config.bptt, stats_tokens)
         record["cma"] = metrics.get("cma", []) + [{"step": trainer.step, "epoch": trainer.epoch, "final": True,
                                                     "density": metrics["layers"][0].get("density_of_S"), **end}]
+        if probes.get("prune_fractions"):
+            record["final_valid_ppl_s_off"] = perplexity(trainer.model, trainer.valid_ids, config.eval_batch,
+                                                         config.bptt, s_enabled=False)
+            record["s_pruned"] = {f"{f:g}": perplexity_s_pruned(trainer.model, diag_ids, 10, config.bptt, f)
+                                  for f in probes["prune_fractions"]}
+    record["seconds"] = time.perf_counter() - t0
     return record
 
 
+class LossTrace:
+    """A hook that records the mean training loss (nats per token) of every `every` steps into
+    trainer.history["loss_trace"] as [step, loss] pairs: where a run goes wrong, to the window."""
+
+    def __init__(self, every):
+        self.every, self.total, self.count = int(every), 0.0, 0
+
+    def __call__(self, trainer, step):
+        loss = trainer.last_loss
+        if loss is None or step == 0:
+            return
+        self.total, self.count = self.total + loss, self.count + 1
+        if self.count == self.every:
+            trainer.history.setdefault("loss_trace", []).append([step, self.total / self.count])
+            self.total, self.count = 0.0, 0
+
+
+def mean_sd(values):
+    v = np.asarray(values, float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+
+
 def summarize(runs):
-    out = {}
-    for key in ("final_valid_ppl", "test_ppl"):
-        v = np.array([r[key] for r in runs], float)
-        out[key] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
-    cma = [r["cma"][-1] for r in runs if r.get("cma")]
+    """Mean, sample sd and count over the runs that trained to the end (a diverged run is counted
+    in "diverged", not in the means)."""
+    done = [r for r in runs if not r.get("diverged")]
+    out = {key: mean_sd([r[key] for r in done]) for key in ("final_valid_ppl", "test_ppl") if done}
+    cma = [r["cma"][-1] for r in done if r.get("cma")]
     if cma:
-        off = np.array([c["ppl_s_off"] for c in cma])
-        out["final_ppl_s_off"] = {"mean": float(off.mean()), "std": float(off.std(ddof=1)) if len(off) > 1 else 0.0,
-                                  "n": len(off)}
+        out["final_ppl_s_off"] = mean_sd([c["ppl_s_off"] for c in cma])
+    if any(r.get("diverged") for r in runs):
+        out["diverged"] = sorted(r["seed"] for r in runs if r.get("diverged"))
     return out
 
 
@@ -187,14 +313,34 @@ def lstm_size(layers, reference_hidden):
             "compression": float(len(layers) * 8 * H * H / n_params)}
 
 
-def run_experiment(name, seeds=3, quick_mode=False, scale="course", out="data/results", jobs=1, progress=True,
+def experiment_arms(name, scale="course"):
+    """{arm name: config} of any named experiment, the course's or the search's."""
+    if name in SEARCH:
+        return search_arms(name, scale)
+    if name in EXPERIMENTS:
+        return arms(name, scale)
+    raise ValueError(f"experiment must be one of {list(EXPERIMENTS + SEARCH)}, got {name!r}")
+
+
+def default_out(name):
+    """Where `experiment NAME` writes by default: data/results, or data/results/cma-search."""
+    return SEARCH_OUT if name in SEARCH else os.path.join("data", "results")
+
+
+def run_experiment(name, seeds=3, quick_mode=False, scale="course", out=None, jobs=1, progress=True,
                    only=None):
-    """Run every arm of `name` for seeds 0..seeds-1 and write OUT/NAME.json (or NAME-quick.json)."""
+    """Run every arm of `name` for seeds 0..seeds-1 and write OUT/NAME.json (or NAME-quick.json).
+    `jobs` runs train in parallel worker processes (0: one per core of this machine)."""
     if seeds < 1:
         raise ValueError(f"seeds must be a positive integer, got {seeds}")
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}")
-    configs = arms(name, scale)
+    if jobs < 0:
+        raise ValueError(f"jobs must be >= 0 (0: one per core), got {jobs}")
+    jobs = jobs or os.cpu_count() or 1
+    out = out or default_out(name)
+    configs = experiment_arms(name, scale)
+    probes = SEARCH_PROBES if name in SEARCH else None
     if only:
         unknown = set(only) - set(configs)
         if unknown:
@@ -210,7 +356,7 @@ def run_experiment(name, seeds=3, quick_mode=False, scale="course", out="data/re
         entry = result["arms"].setdefault(arm, {"config": config.to_dict(), "runs": []})
         if entry["config"] != config.to_dict():  # a changed arm starts over
             result["arms"][arm] = entry = {"config": config.to_dict(), "runs": []}
-    shared = _finished_elsewhere(out, path, quick_mode)
+    shared = _finished_elsewhere(out, path, quick_mode, SEARCH if name in SEARCH else EXPERIMENTS)
     for arm, config in configs.items():
         have = {r["seed"] for r in result["arms"][arm]["runs"]}
         for seed in range(seeds):
@@ -229,7 +375,10 @@ def run_experiment(name, seeds=3, quick_mode=False, scale="course", out="data/re
         entry["runs"].append(record)
         _refresh(entry, reference_hidden)
         io.save_json(path, result)
-        if progress:
+        if progress and record.get("diverged"):
+            print(f"[{time.perf_counter() - t0:6.0f}s] {name}/{arm} seed {record['seed']}: {record['diverged']}",
+                  flush=True)
+        elif progress:
             s = entry["summary"]["final_valid_ppl"]
             print(f"[{time.perf_counter() - t0:6.0f}s] {name}/{arm} seed {record['seed']}: valid "
                   f"{record['final_valid_ppl']:.2f} test {record['test_ppl']:.2f}  (arm so far: "
@@ -239,12 +388,12 @@ def run_experiment(name, seeds=3, quick_mode=False, scale="course", out="data/re
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one BLAS thread a worker
         import multiprocessing as mp
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(run_one, configs[arm].to_dict(), seed): arm for arm, seed in todo}
+            futures = {pool.submit(run_one, configs[arm].to_dict(), seed, probes): arm for arm, seed in todo}
             for f in as_completed(futures):
                 store(futures[f], f.result())
     else:
         for arm, seed in todo:
-            store(arm, run_one(configs[arm].to_dict(), seed))
+            store(arm, run_one(configs[arm].to_dict(), seed, probes))
     result["wall_seconds"] = result.get("wall_seconds", 0.0) + (time.perf_counter() - t0)
     io.save_json(path, result)
     return result
@@ -260,10 +409,12 @@ def _key(config_dict):
     return tuple(sorted((k, v) for k, v in config_dict.items() if k != "name"))
 
 
-def _finished_elsewhere(out, path, quick_mode):
-    """{(config key, seed): run record} from the other experiments' JSON in `out` (same quick mode)."""
+def _finished_elsewhere(out, path, quick_mode, names):
+    """{(config key, seed): run record} from the JSON of the other experiments `names` in `out`
+    (same quick mode; the course's and the search's runs record different probes, so each group
+    shares only within itself)."""
     found = {}
-    for name in EXPERIMENTS:
+    for name in names:
         other = os.path.join(out, f"{name}{'-quick' if quick_mode else ''}.json")
         if other == path or not os.path.exists(other):
             continue

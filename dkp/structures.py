@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import shapes
+from . import compress, shapes
 from .model import dense_gates
-from .weights import Doped, Hybrid, Kronecker, LowRank, Pruned
+from .weights import CMR_VARIANTS, Doped, Hybrid, Kronecker, LowRank, Pruned
 
 STRUCTURES = ("dense", "kp", "lmf", "hmd", "prune")
+CMR_SCHEDULES = ("constant", "threshold", "density")
 
 
 def structured_target(shape, compression, doping):
@@ -59,12 +60,28 @@ def check_structure(config):
         raise ValueError(f"doping must be a density in (0, 1] (or 0 for none), got {config.doping}")
     if config.doping and config.structure not in ("kp", "lmf", "hmd"):
         raise ValueError(f"doping applies to kp, lmf and hmd, not to structure {config.structure!r}")
+    if config.cmr_variant not in CMR_VARIANTS:
+        raise ValueError(f"cmr_variant must be one of {list(CMR_VARIANTS)}, got {config.cmr_variant!r}")
+    if config.cmr_schedule not in CMR_SCHEDULES:
+        raise ValueError(f"cmr_schedule must be one of {list(CMR_SCHEDULES)}, got {config.cmr_schedule!r}")
+    if not 0.0 < config.cmr_threshold <= 1.0:
+        raise ValueError(f"cmr_threshold must be a density in (0, 1], got {config.cmr_threshold}")
+    if config.dense_warmup < 0:
+        raise ValueError(f"dense_warmup must be >= 0 epochs, got {config.dense_warmup}")
+    if config.dense_warmup and not config.doping:
+        raise ValueError("dense_warmup needs doping > 0: it starts S as the residual of the dense matrix")
+
+
+def _doped(config, structured, S):
+    return Doped(structured, density=1.0, S=S, cmr_p=config.cmr_p, cmr_variant=config.cmr_variant,
+                 cmr_rescale=config.cmr_rescale)
 
 
 def gate_factory(config):
-    """A callable (layer, shape, rng, init_scale, dtype) -> GateMatrix for `config`."""
+    """A callable (layer, shape, rng, init_scale, dtype) -> GateMatrix for `config`. With
+    `dense_warmup` the model starts dense; `doped_from_dense` makes its doped matrices later."""
     check_structure(config)
-    if config.structure == "dense":
+    if config.structure == "dense" or config.dense_warmup:
         return dense_gates
 
     def make(layer, shape, rng, init_scale, dtype):
@@ -74,6 +91,26 @@ def gate_factory(config):
         W = make_structured(config.structure, shape, target, rng, init_scale, dtype, config.kp_rank)
         if config.doping:
             # S starts fully dense and zero; dkp.doping anneals its density down to config.doping.
-            W = Doped(W, density=1.0, S=np.zeros(shape, dtype), cmr_p=config.cmr_p, cmr_variant=config.cmr_variant)
+            W = _doped(config, W, np.zeros(shape, dtype))
         return W
     return make
+
+
+def doped_from_dense(config, W):
+    """The doped gate matrix that equals the dense (m, n) array W: the nearest structured matrix of
+    `config`'s kind (nearest Kronecker product, truncated SVD, or hybrid) sized as `gate_factory`
+    sizes it, plus S = W - structured, fully dense. Annealing then sparsifies S."""
+    check_structure(config)
+    if not config.doping or config.structure not in ("kp", "lmf", "hmd"):
+        raise ValueError(f"doped_from_dense needs a doped kp, lmf or hmd config, got structure "
+                         f"{config.structure!r} with doping {config.doping}")
+    W = np.asarray(W)
+    target = structured_target(W.shape, config.compression, config.doping)
+    if config.structure == "kp":
+        structured = compress.nearest_kronecker(W, shapes.kron_shape(W.shape, target, rank=config.kp_rank),
+                                                rank=config.kp_rank)
+    elif config.structure == "lmf":
+        structured = compress.truncated_svd(W, shapes.low_rank_rank(W.shape, target))
+    else:
+        structured = compress.hybrid_from_dense(W, *shapes.hybrid_shape(W.shape, target))
+    return _doped(config, structured, W - structured.to_dense())

@@ -16,7 +16,7 @@ import numpy as np
 from . import io
 from .configs import Config
 from .data import batchify, bptt_windows, load_corpus, n_windows
-from .doping import Annealer, needs_annealing
+from .doping import Annealer, CMRSchedule, DenseWarmup, needs_annealing, needs_cmr_schedule
 from .model import LanguageModel
 from .optim import clip_global_norm, make_optimizer, zaremba_lr
 
@@ -65,10 +65,14 @@ class Trainer:
         self.optimizer = make_optimizer(config.optimizer, config.lr)
         self.rng = np.random.default_rng([seed, 1])  # dropout masks; the model's init uses `seed`
         self.steps_per_epoch = n_windows(batchify(self.train_ids, config.batch), config.bptt)
-        # hooks: callables hook(trainer, step) run before each update (schedules, diagnostics)
+        # hooks: callables hook(trainer, step) run before each update (schedules, diagnostics), in
+        # this order: the switch from a dense warm-up, the anneal, the schedule of CMR's p, the rest
+        self.warmup = DenseWarmup(config, self.steps_per_epoch) if config.dense_warmup else None
         self.annealer = Annealer(config, self.steps_per_epoch) if needs_annealing(config) else None
-        self.hooks = ([self.annealer] if self.annealer else []) + list(hooks)
+        schedules = [self.warmup, self.annealer, CMRSchedule(config) if needs_cmr_schedule(config) else None]
+        self.hooks = [h for h in schedules if h is not None] + list(hooks)
         self.epoch, self.step = 0, 0
+        self.last_loss = None  # the latest training loss, for hooks that trace it
         self.provenance = io.provenance()  # the command and commit this run started from
         self.history = {"train_ppl": [], "valid_ppl": [], "lr": [], "seconds": [], "words_per_sec": []}
 
@@ -88,6 +92,7 @@ class Trainer:
             for layer in model.layers:
                 layer.W.begin_batch(self.rng)
             loss, state, cache = model.forward(x, y, state, rng=self.rng)
+            self.last_loss = loss
             if not math.isfinite(loss):
                 if bar is not None:
                     bar.close()
@@ -172,6 +177,8 @@ class Trainer:
             diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
             raise io.CheckpointError(f"checkpoint {path!r} was made with a different config "
                                      f"(field: (checkpoint, now)): {diff}")
+        if self.warmup and meta["step"] > self.warmup.step:
+            self.warmup.convert(self)  # the checkpoint holds the doped model the warm-up became
         load_model_arrays(self.model, arrays, path)
         self.optimizer.load_state_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")})
         self.seed, self.epoch, self.step = meta["seed"], meta["epoch"], meta["step"]

@@ -4,8 +4,9 @@ S has W's full shape; only the entries on its pattern are stored (CSR: indptr, i
 the values params["S"] (nnz,)). dkp's design (reference.md): S starts fully dense and zero, its
 density is annealed by magnitude with `set_density` (on `dkp.schedules.cubic_schedule`), then frozen.
 
-Co-matrix dropout regularises the sparse branch during training only, always with inverted
-scaling (kept parts are divided by 1 - p), so evaluation uses W = structured + S as is:
+Co-matrix dropout regularises the sparse branch during training only, by default with inverted
+scaling (kept parts are divided by 1 - p; `cmr_rescale=False` keeps them as they are); evaluation
+always uses W = structured + S as is:
 
     "output"   element-wise dropout on S x: a fresh (B, m) mask per forward call, drawn from the
                Generator given to `begin_batch`, kept in the cache for the backward pass
@@ -34,6 +35,8 @@ class Doped(GateMatrix):
         S: initial dense S (m, n); default zeros (then the kept pattern is arbitrary).
         cmr_p: co-matrix dropout probability in [0, 1); 0 disables it.
         cmr_variant: "output" (default), "branch" or "connect" (see the module docstring).
+        cmr_rescale: divide the kept part by 1 - p (default) or keep it unscaled. `cmr_p` may be
+            changed between minibatches (a schedule of p); the next `begin_batch` uses the new value.
         dense_above: above this density, S's products scatter S into a dense (m, n) buffer and use
             BLAS; at or below it they use the Numba CSR kernels. Default 0.1: on a 2-core x86
             machine the CSR kernels win below about 0.15 for a batch-20 step and below about 0.06
@@ -43,7 +46,8 @@ class Doped(GateMatrix):
     forward, the gradients and `to_dense` see the structured part alone).
     """
 
-    def __init__(self, structured, density=1.0, S=None, *, cmr_p=0.0, cmr_variant="output", dense_above=0.1):
+    def __init__(self, structured, density=1.0, S=None, *, cmr_p=0.0, cmr_variant="output", cmr_rescale=True,
+                 dense_above=0.1):
         if not isinstance(structured, GateMatrix) or isinstance(structured, Doped):
             raise ValueError(f"structured must be a (non-doped) GateMatrix, got {type(structured).__name__}")
         if "S" in structured.params:
@@ -67,7 +71,7 @@ class Doped(GateMatrix):
         self.indptr, self.indices = csr_from_flat(flat, (m, n))
         self.structured = structured
         self.params = {**structured.params, "S": S.reshape(-1)[flat].copy()}
-        self.cmr_p, self.cmr_variant = cmr_p, cmr_variant
+        self.cmr_p, self.cmr_variant, self.cmr_rescale = cmr_p, cmr_variant, bool(cmr_rescale)
         self.s_enabled = True
         self._kron = isinstance(structured, Kronecker)
         self._rng = None           # Generator of the current minibatch ("output" draws per call)
@@ -165,10 +169,14 @@ class Doped(GateMatrix):
         self._rng = rng
         p = self.cmr_p
         if p > 0 and self.cmr_variant == "branch":
-            self._branch_scale = 1.0 / (1.0 - p) if rng.random() >= p else 0.0
+            self._branch_scale = self._kept_scale() if rng.random() >= p else 0.0
         elif p > 0 and self.cmr_variant == "connect":
             self._connect = (rng.random(self.nnz) >= p).astype(self.dtype)
-            self._connect *= self.dtype.type(1.0 / (1.0 - p))
+            self._connect *= self.dtype.type(self._kept_scale())
+
+    def _kept_scale(self):
+        """What a kept part of S is multiplied by: 1 / (1 - p), or 1 without rescaling."""
+        return 1.0 / (1.0 - self.cmr_p) if self.cmr_rescale else 1.0
 
     def after_update(self):
         self.structured.after_update()
@@ -248,7 +256,7 @@ class Doped(GateMatrix):
         if variant == "output":
             keep = self._need(self._rng, "a Generator").random((x.shape[0], self.shape[0])) >= p
             mask = keep.astype(y.dtype)                     # (B, m)
-            mask *= y.dtype.type(1.0 / (1.0 - p))
+            mask *= y.dtype.type(self._kept_scale())
         else:  # branch
             scale = self._need(self._branch_scale, "the minibatch's branch draw")
             mask = np.full((x.shape[0], 1), scale, y.dtype)  # (B, 1)
