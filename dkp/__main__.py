@@ -51,11 +51,18 @@ def _experiment(args):
 
 
 def _report(args):
+    from . import search
     from .report import load_results, markdown
     results = load_results(args.directory, quick=args.quick)
-    if not results:
+    if results:
+        print(markdown(results), end="")
+        return
+    found = search.load(args.directory, quick=args.quick)
+    if not found:
         raise ValueError(f"no experiment results (NAME{'-quick' if args.quick else ''}.json) in {args.directory!r}")
-    print(markdown(results), end="")
+    # the course's kp-loss result, one folder up, for the long scale's comparison (H6a)
+    course = load_results(os.path.dirname(os.path.abspath(args.directory)), quick=args.quick).get("kp-loss")
+    print(search.markdown(found, course), end="")
 
 
 def _plot(args):

@@ -250,11 +250,11 @@ def run_one(config_dict, seed, probes=None):
     record = {k: metrics[k] for k in ("seed", "epochs", "train_ppl", "valid_ppl", "final_valid_ppl", "test_ppl",
                                       "words_per_sec", "layers")}
     record["density"] = metrics.get("density")
-    for key in ("probes", "loss_trace"):
-        if key in metrics:
-            record[key] = metrics[key]
     if grid:
-        record["probes"] = record.get("probes", []) + [{**grid.record(trainer), "final": True}]
+        grid.record(trainer)["final"] = True  # the end of training, appended to trainer.history["probes"]
+    for key in ("probes", "loss_trace"):
+        if key in trainer.history:
+            record[key] = trainer.history[key]
     if track_cma:
         end = cma_point(trainer.model, diag_ids, 10, config.bptt, stats_tokens)
         record["cma"] = metrics.get("cma", []) + [{"step": trainer.step, "epoch": trainer.epoch, "final": True,

@@ -3,10 +3,12 @@ import numpy as np
 import pytest
 
 from dkp.configs import get_config
-from dkp.doping import Annealer, CMATracker, branch_statistics, perplexity
+from dkp.doping import (Annealer, CMATracker, PerplexityProbe, branch_statistics, cmr_probability, perplexity,
+                        perplexity_s_pruned)
 from dkp.optim import Adam
 from dkp.schedules import cubic_schedule
-from dkp.train import Trainer, evaluate
+from dkp.train import Trainer, evaluate, train
+from dkp.weights import Dense, Doped
 
 CONFIG = get_config("tiny").with_(hidden=16, train_tokens=20_000, eval_tokens=3_000, epochs=2,
                                   structure="kp", compression=4, doping=0.02, anneal_start=0.5,
@@ -137,3 +139,99 @@ def test_cma_tracker_records_along_the_anneal(ptb):
 def test_annealer_rejects_an_empty_window():
     with pytest.raises(ValueError, match="anneal_end .* must be after anneal_start"):
         Annealer(CONFIG.with_(anneal_start=1.0, anneal_end=1.0), 100)
+
+
+# --- the search's knobs: no anneal, the schedule of p, the dense warm-up, the probes --------------
+
+def test_without_annealing_S_stays_dense(ptb):
+    spy = Spy()
+    trainer = Trainer(CONFIG.with_(anneal_s=False), seed=0, corpus=ptb, progress=False, hooks=[spy])
+    trainer.run()
+    assert {d for _, d in spy.seen} == {1.0}
+    # the structured part is the one the annealed arm has: same factors, same size
+    annealed = Trainer(CONFIG, seed=0, corpus=ptb, progress=False).model.layers[0].W.structured
+    assert trainer.model.layers[0].W.structured.n_params == annealed.n_params
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    ("constant", [0.3, 0.3, 0.3, 0.3]),
+    ("threshold", [0.0, 0.0, 0.3, 0.3]),               # threshold 0.1: on at and below it
+    ("density", [0.0, 0.3 * 0.5 / 0.98, 0.3 * 0.9 / 0.98, 0.3]),
+])
+def test_cmr_probability_follows_its_schedule(schedule, expected):
+    config = CONFIG.with_(cmr_p=0.3, cmr_schedule=schedule, cmr_threshold=0.1)
+    got = [cmr_probability(config, d) for d in (1.0, 0.5, 0.1, CONFIG.doping)]
+    assert got == pytest.approx(expected, abs=1e-15)
+
+
+def test_the_schedule_sets_p_from_the_density_during_training(ptb):
+    seen = []
+    config = CONFIG.with_(cmr_p=0.3, cmr_schedule="threshold", cmr_threshold=0.1)
+    trainer = Trainer(config, seed=0, corpus=ptb, progress=False,
+                      hooks=[lambda t, step: seen.append((t.model.layers[0].W.density, t.model.layers[0].W.cmr_p))])
+    trainer.run()
+    assert {p for d, p in seen if d > 0.1} == {0.0}
+    assert {p for d, p in seen if d <= 0.1} == {0.3}
+
+
+def test_dense_warmup_switches_to_the_equal_doped_model(ptb):
+    """At the switch, each dense W becomes nearest KP + S = W - KP (S dense): the same function."""
+    config = CONFIG.with_(dense_warmup=0.5)
+    trainer = Trainer(config, seed=0, corpus=ptb, progress=False)
+    assert all(isinstance(layer.W, Dense) for layer in trainer.model.layers)
+    model = trainer.model.astype(np.float64)
+    x = ptb.train[:40].reshape(20, 2)
+    y = ptb.train[1:41].reshape(20, 2)
+    before, _, _ = model.forward(x, y, model.zero_state(2))
+    dense = [layer.W.to_dense() for layer in model.layers]
+    trainer.warmup.convert(trainer)
+    after, _, _ = model.forward(x, y, model.zero_state(2))
+    assert after == pytest.approx(before, rel=1e-12)
+    for layer, W in zip(model.layers, dense):
+        assert isinstance(layer.W, Doped) and layer.W.density == 1.0
+        np.testing.assert_allclose(layer.W.to_dense(), W, atol=1e-12)
+        # the structured part is the nearest Kronecker product: S is orthogonal to it (Frobenius)
+        kp, S = layer.W.structured.to_dense(), layer.W.sparse_dense()
+        assert abs(np.sum(kp * S)) < 1e-9 * np.linalg.norm(kp) * np.linalg.norm(S)
+
+
+def test_dense_warmup_trains_then_anneals_and_resumes_exactly(ptb, tmp_path):
+    config = CONFIG.with_(dense_warmup=0.5, anneal_start=0.6)
+    straight = train(config, seed=2, out=tmp_path / "a", corpus=ptb, progress=False)
+    train(config.with_(epochs=1), seed=2, out=tmp_path / "b", corpus=ptb, progress=False)
+    resumed = train(config, seed=2, out=tmp_path / "b", resume=True, corpus=ptb, progress=False)
+    assert resumed["valid_ppl"] == straight["valid_ppl"]
+    assert straight["layers"][0]["kind"] == "Doped"
+    assert straight["density"][-1] == pytest.approx(CONFIG.doping, abs=1e-3)
+
+
+def test_dense_warmup_needs_doping():
+    from dkp.structures import check_structure
+    with pytest.raises(ValueError, match="dense_warmup needs doping"):
+        check_structure(CONFIG.with_(doping=0.0, dense_warmup=0.5))
+
+
+def test_probes_fall_on_the_same_epochs_whatever_the_anneal(ptb):
+    steps = {}
+    for name, config in (("annealed", CONFIG), ("late", CONFIG.with_(anneal_start=1.2, anneal_end=1.8)),
+                         ("hold", CONFIG.with_(anneal_s=False))):
+        trainer = Trainer(config, seed=0, corpus=ptb, progress=False)
+        trainer.hooks.append(PerplexityProbe(ptb.valid[:500], 0.25, batch=5, bptt=20))
+        trainer.run()
+        steps[name] = [p["step"] for p in trainer.history["probes"]]
+        spe = trainer.steps_per_epoch
+        assert steps[name] == [round(k * 0.25 * spe) for k in range(1, 8)]
+    assert steps["annealed"] == steps["late"] == steps["hold"]
+
+
+def test_pruning_S_further_leaves_the_model_as_it_was(annealed, ptb):
+    trainer, _ = annealed
+    model, ids = trainer.model, ptb.valid[:1000]
+    W = model.layers[0].W
+    before = (W.indptr.copy(), W.indices.copy(), W.params["S"].copy(), perplexity(model, ids, 5, 20))
+    nnz = W.nnz
+    pruned = perplexity_s_pruned(model, ids, 5, 20, 0.1)
+    assert W.nnz == nnz and perplexity(model, ids, 5, 20) == before[3]
+    for a, b in zip(before[:3], (W.indptr, W.indices, W.params["S"])):
+        np.testing.assert_array_equal(a, b)
+    assert pruned != before[3]

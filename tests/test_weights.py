@@ -46,6 +46,12 @@ MATRICES = {
     "doped-kron-cmr-branch": lambda rng: doped(kron(rng), rng, 0.3, cmr_p=0.4, cmr_variant="branch"),
     "doped-lowrank-cmr-connect": lambda rng: doped(LowRank.init((M, N), 2, rng, SCALE, np.float64), rng, 0.3,
                                                    cmr_p=0.4, cmr_variant="connect"),
+    # co-matrix dropout without the 1/(1-p) rescaling of what is kept
+    "doped-kron-cmr-output-unscaled": lambda rng: doped(kron(rng), rng, 0.3, cmr_p=0.4, cmr_rescale=False),
+    "doped-kron-cmr-branch-unscaled": lambda rng: doped(kron(rng), rng, 0.3, cmr_p=0.4, cmr_variant="branch",
+                                                        cmr_rescale=False),
+    "doped-lowrank-cmr-connect-unscaled": lambda rng: doped(LowRank.init((M, N), 2, rng, SCALE, np.float64), rng,
+                                                            0.3, cmr_p=0.4, cmr_variant="connect", cmr_rescale=False),
 }
 PLAIN = [k for k in MATRICES if "cmr" not in k]
 
@@ -366,3 +372,42 @@ def test_evaluation_uses_no_dropout_and_no_scaling(variant, rng):
     assert cache[-1] is None
     assert np.array_equal(y, plain.forward(x)[0])
     assert np.allclose(y, x @ D.to_dense().T, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant", ["output", "branch", "connect"])
+def test_cmr_without_rescaling_keeps_S_unscaled(variant, rng):
+    """cmr_rescale=False: the kept part of S enters as it is (no 1/(1-p)), the dropped part is 0."""
+    D = cmr(variant, rng, p=0.3)
+    D.cmr_rescale = False
+    x = rng.standard_normal((6, 60))
+    struct, s = D.structured_forward(x), D.sparse_forward(x)
+    gen = np.random.default_rng(3)
+    for _ in range(20):
+        D.begin_batch(gen)
+        y, cache = D.forward(x)
+        if variant == "connect":
+            c = D._connect
+            assert set(np.unique(c)) <= {0.0, 1.0}
+            S_eff = kernels.csr_to_dense(D.indptr, D.indices, D.params["S"] * c, D.shape)
+            assert np.allclose(y, struct + x @ S_eff.T, atol=1e-12)
+        else:
+            mask = cache[-1]
+            assert set(np.unique(mask)) <= {0.0, 1.0}
+            assert np.allclose(y, struct + mask * s, atol=1e-12)
+
+
+def test_cmr_probability_may_change_between_minibatches(rng):
+    """A schedule sets cmr_p between minibatches; the next begin_batch draws with the new value."""
+    D = cmr("branch", rng, p=0.3)
+    x = rng.standard_normal((4, 60))
+    struct = D.structured_forward(x)
+    D.cmr_p = 0.0
+    D.begin_batch(np.random.default_rng(0))
+    assert np.allclose(D.forward(x)[0], struct + D.sparse_forward(x), atol=1e-12)   # no dropout at p = 0
+    D.cmr_p = 0.9
+    gen = np.random.default_rng(1)
+    dropped = 0
+    for _ in range(200):
+        D.begin_batch(gen)
+        dropped += np.allclose(D.forward(x)[0], struct, atol=1e-12)
+    assert abs(dropped / 200 - 0.9) < 0.07                                          # sd 0.021

@@ -1,7 +1,7 @@
 """Doping (Thakker et al.): W = structured + S, with S extremely sparse, and co-matrix dropout (CMR).
 
 S has W's full shape; only the entries on its pattern are stored (CSR: indptr, int32 indices, and
-the values params["S"] (nnz,)). dkp's design (reference.md): S starts fully dense and zero, its
+the values params["S"] (nnz,)). dkp's design (docs/background.md): S starts fully dense and zero, its
 density is annealed by magnitude with `set_density` (on `dkp.schedules.cubic_schedule`), then frozen.
 
 Co-matrix dropout regularises the sparse branch during training only, by default with inverted

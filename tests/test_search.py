@@ -1,0 +1,165 @@
+"""The co-matrix adaptation search: its arms, what its runs record, and the metrics and verdicts of
+dkp.search on hand-made results whose answers are known."""
+import pytest
+
+from dkp import experiments as ex
+from dkp import search
+
+P = ex.SCALES["course"]["cmr_p"]
+
+
+# --- the arms ------------------------------------------------------------------------------------------
+def test_each_family_changes_only_what_it_tests():
+    doped = ex.arms("doping")["doped-kp"].to_dict()
+    allowed = {
+        "cma-timing": {"anneal_start", "anneal_end", "anneal_s"},
+        "cma-density": {"anneal_start", "anneal_end", "doping"},
+        "cma-init": {"anneal_start", "anneal_end", "dense_warmup"},
+        "cmr-schedule": {"anneal_start", "anneal_end", "cmr_p", "cmr_schedule", "cmr_rescale"},
+        "cmr-branch": {"cmr_p", "cmr_variant", "cmr_schedule", "cmr_rescale"},
+    }
+    for family, fields in allowed.items():
+        for arm, config in ex.search_arms(family).items():
+            changed = {k for k, v in config.to_dict().items() if doped[k] != v}
+            assert changed <= fields, (family, arm, changed)
+
+
+def test_shared_arms_are_one_config():
+    """late-short and early-long appear in several families with one config, so their runs are shared."""
+    late = {ex._key(ex.search_arms(f)["late-short"].to_dict()) for f in ("cma-timing", "cma-density", "cma-init",
+                                                                          "cmr-schedule")}
+    early = {ex._key(ex.search_arms(f)["early-long"].to_dict()) for f in ("cma-timing", "cma-init", "cmr-branch")}
+    assert len(late) == 1 and len(early) == 1
+    assert ex.search_arms("cma-timing")["early-long"] == ex.arms("cma")["doped-kp"]   # the course's arm
+
+
+def test_the_windows_and_the_long_scale():
+    timing = ex.search_arms("cma-timing")
+    for name, (a, b) in ex.WINDOWS.items():
+        assert (timing[name].anneal_start, timing[name].anneal_end) == (a, b)
+    assert not timing["hold"].anneal_s
+    long = ex.search_arms("cma-long")
+    assert {c.train_tokens for c in long.values()} == {0} and {c.epochs for c in long.values()} == {3}
+    assert long["kp"].optimizer == "adam" and long["dense"].optimizer == "sgd"   # each kind's recipe
+
+
+def test_quick_keeps_a_searched_window():
+    late = ex.search_arms("cma-timing")["late-short"]
+    q = ex.quick(late)
+    assert (q.anneal_start, q.anneal_end) == (1.5, 1.75) and q.train_tokens == ex.QUICK["train_tokens"]
+    course = ex.quick(ex.arms("cma")["doped-kp"])
+    assert (course.anneal_start, course.anneal_end) == (ex.QUICK["anneal_start"], ex.QUICK["anneal_end"])
+    assert ex.quick(ex.search_arms("cma-long")["dense"]).epochs == 3
+
+
+def test_unknown_experiment_names_the_choices():
+    with pytest.raises(ValueError, match="cma-timing"):
+        ex.experiment_arms("cma-nope")
+    assert ex.default_out("cma-timing").endswith("cma-search") and ex.default_out("doping").endswith("results")
+
+
+def test_a_search_run_records_what_the_plan_measures(ptb):
+    config = ex.quick(ex.search_arms("cmr-schedule")[f"output-p{P:g}-threshold"]).with_(
+        hidden=20, train_tokens=8_000, eval_tokens=2_000)
+    probes = dict(ex.SEARCH_PROBES, tokens=1_000, stats_tokens=300)
+    r = ex.run_one(config.to_dict(), 0, probes)
+    spe = 8_000 // (config.batch * config.bptt)
+    assert [p["step"] for p in r["probes"]] == [round(k * 0.25 * spe) for k in range(1, 8)] + [2 * spe]
+    along = search.anneal_points(r)
+    assert len(along) == probes["cma_points"] and along[0]["density"] == 1.0
+    assert along[-1]["density"] == r["cma"][-1]["density"] < 0.02
+    assert set(r["s_pruned"]) == {"0.5", "0.2", "0.1"} and r["final_valid_ppl_s_off"] > 1
+    assert r["loss_trace"] and all(s % 25 == 0 for s, _ in r["loss_trace"])
+    m = search.run_metrics(r, config.to_dict())
+    assert m["M1"] == along[-1]["ppl"] - along[0]["ppl"] and m["M6"] == along[-1]["ppl"]
+    assert m["M4"] == r["final_valid_ppl_s_off"] / r["final_valid_ppl"] - 1
+
+
+# --- metrics and verdicts on hand-made results --------------------------------------------------------
+def run(seed, final, start, end, *, off=None, pruned=None, end_epoch=1.75, probe=None, diverged=False):
+    """A run record with the fields dkp.search reads."""
+    if diverged:
+        return {"seed": seed, "diverged": "the training loss became nan", "layers": []}
+    return {"seed": seed, "final_valid_ppl": final, "test_ppl": final, "layers": [],
+            "final_valid_ppl_s_off": off or final * 1.1,
+            "cma": [{"step": 0, "ppl": start, "density": 1.0}, {"step": 1, "ppl": end, "density": 0.01},
+                    {"step": 2, "final": True, "ppl": final, "ppl_s_off": final * 1.1, "density": 0.01}],
+            "s_pruned": {"0.1": (pruned or final * 1.05)},
+            "probes": [{"step": 10, "epoch": end_epoch, "ppl": probe if probe is not None else end}]}
+
+
+def family(arms, configs=None):
+    base = ex.search_arms("cma-timing")["late-short"].to_dict()
+    out = {"arms": {}}
+    for arm, runs in arms.items():
+        entry = {"config": {**base, **(configs or {}).get(arm, {})}, "runs": runs}
+        entry["summary"] = ex.summarize(runs)
+        out["arms"][arm] = entry
+    return out
+
+
+def by_id(hs):
+    return {h["id"]: h for h in hs}
+
+
+def test_a_rise_beyond_the_spread_holds_and_within_it_does_not():
+    rising = [run(s, 200, 190 + s, 230 + s) for s in range(3)]        # +40, sd 1: beyond
+    flat = [run(s, 200, 200 + 5 * s, 203 - 5 * s) for s in range(3)]  # +3 with sd 5: within
+    h = by_id(search.hypotheses({"cma-timing": family({"late-short": rising, "early-long": flat})}))
+    assert h["H1a"]["holds"] is True
+    assert h["H1b"]["holds"] is True                                   # early-long does not rise
+    assert h["H1c"]["holds"] is None                                   # early-short not run: undecided
+
+
+def test_cost_against_the_hold_arm_pairs_seeds_at_the_same_epoch():
+    late = [run(s, 200, 190, 230, probe=230 + s) for s in range(3)]
+    hold = [run(s, 190, 190, 190, probe=200 + s) for s in range(3)]
+    res = {"cma-timing": family({"late-short": late, "hold": hold}, {"hold": {"anneal_s": False}})}
+    assert search.values(res, "cma-timing", "late-short")["M2"] == [30, 30, 30]
+    assert "M2" not in search.values(res, "cma-timing", "hold")
+
+
+def test_failed_runs_are_counted_apart_and_leave_the_means():
+    runs = [run(0, 200, 190, 200), run(1, 900, 190, 200), run(2, 0, 0, 0, diverged=True)]
+    res = family({"a": runs, "b": [run(s, 210, 200, 205) for s in range(3)]})
+    failed = search.failed_runs(res)
+    assert [s for s, _ in failed["a"]] == [1, 2] and "b" not in failed
+    assert search.arm_values(res, "a")["M3"] == [200]
+    assert search.differ([200], [210, 211, 212]) is None               # fewer than 3 seeds: undecided
+
+
+def test_cmr_fixes_only_when_it_lowers_the_rise_without_raising_the_final_perplexity():
+    base = [run(s, 200 + s, 190, 240 + s) for s in range(3)]
+    good = [run(s, 200 + s, 190, 200 + s) for s in range(3)]           # rise gone, final the same
+    costly = [run(s, 260 + s, 190, 200 + s) for s in range(3)]         # rise gone, final much worse
+    res = {"cmr-schedule": family({"late-short": base, "good": good, "costly": costly})}
+    fix = search.fixes(res, "cmr-schedule", "late-short", "H4")
+    assert fix["holds"] is True
+    assert {c["check"]: c["holds"] for c in fix["checks"]} == {"good": True, "costly": False}
+    res = {"cmr-schedule": family({"late-short": base, "costly": costly})}
+    assert search.fixes(res, "cmr-schedule", "late-short", "H4")["holds"] is False
+
+
+def test_branch_divergence_verdicts():
+    cfg = {"branch-p0.3": {"cmr_p": 0.3, "cmr_variant": "branch"},
+           "branch-p0.3-norescale": {"cmr_p": 0.3, "cmr_variant": "branch", "cmr_rescale": False}}
+    bad = run(1, 900, 190, 200)
+    bad["loss_trace"] = [[25, 6.0], [50, 5.8], [75, 7.5], [100, 7.4]]
+    for point, step in zip(bad["cma"], (0, 500, 1000)):   # S dense at step 0, at 1% from step 500
+        point["step"] = step
+    rescaled = [run(0, 200, 190, 200), bad, run(2, 201, 190, 200)]
+    fine = [run(s, 200, 190, 200) for s in range(3)]
+    res = {"cmr-branch": family({"early-long": fine, "branch-p0.3": rescaled, "branch-p0.3-norescale": fine}, cfg)}
+    h = by_id(search.hypotheses(res))
+    assert h["H5a"]["holds"] is True and h["H5b"]["holds"] is True
+    jump = search.loss_jump(bad, steps_per_epoch=1000)
+    assert jump == {"step": 75, "epoch": 0.075, "rise": pytest.approx(1.7), "density": 1.0}
+
+
+def test_the_report_renders_every_family_and_verdict():
+    res = {"cma-timing": family({"late-short": [run(s, 200, 190, 230 + s) for s in range(3)]})}
+    res["cma-timing"].update(command="python -m dkp experiment cma-timing", commit="abc", wall_seconds=60)
+    text = search.markdown(res)
+    assert "### cma-timing" in text and "| late-short | 3 / 3 |" in text
+    for hid in ("H1a", "H2a", "H3a", "H4", "H5a", "H6a"):
+        assert f"**{hid}" in text
