@@ -282,3 +282,103 @@ def effect_text(e):
             text = str(v)
         lines.append(f"     {k}: {text}")
     return "\n".join(lines)
+
+
+# --- the co-matrix adaptation search (data/results/cma-search) ---------------------------------------
+def _trained_runs(result, arm):
+    from .search import failed_runs
+    failed = {s for s, _ in failed_runs(result).get(arm, [])}
+    return [r for r in result["arms"][arm]["runs"] if r["seed"] not in failed]
+
+
+def probe_series(result, arm):
+    """(epochs, mean, sd, n) of the slice perplexity at the grid probes of `arm`'s trained runs
+    (S on; the same epochs in every arm of the search)."""
+    runs = [r for r in _trained_runs(result, arm) if r.get("probes")]
+    if not runs:
+        raise ValueError(f"arm {arm!r} has no grid probes (run a search experiment: dkp.experiments.SEARCH)")
+    points = [{round(p["epoch"], 6): p["ppl"] for p in r["probes"]} for r in runs]
+    epochs = sorted(set.intersection(*(set(p) for p in points)))
+    v = np.array([[p[e] for e in epochs] for p in points])
+    return np.array(epochs), v.mean(0), v.std(0, ddof=1) if len(runs) > 1 else np.zeros(len(epochs)), len(runs)
+
+
+def plot_probe_curves(result, arms=None, ax=None, title=None):
+    """Slice perplexity against epoch for each arm (mean over trained seeds, band: +- 1 sd), with each
+    annealed arm's window shaded in its colour: where the anneal runs, whether perplexity rises."""
+    ax = _axes(ax, figsize=(8.0, 4.4))
+    for i, arm in enumerate(arms or [a for a, e in result["arms"].items() if e["runs"]]):
+        epochs, mean, sd, n = probe_series(result, arm)
+        config = result["arms"][arm]["config"]
+        annealed = config.get("doping") and config.get("anneal_s", True)
+        label = f"{arm} ({n} seeds)" + ("" if annealed or not config.get("doping") else ", S never annealed")
+        ax.plot(epochs, mean, marker="o", markersize=3, color=f"C{i}", label=label)
+        ax.fill_between(epochs, mean - sd, mean + sd, color=f"C{i}", alpha=0.2, linewidth=0)
+        if annealed:
+            ax.axvspan(config["anneal_start"], config["anneal_end"], color=f"C{i}", alpha=0.08)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch (shaded: each arm's anneal window, S from dense to its final density)")
+    ax.set_ylabel("validation-slice perplexity (per word, log scale)")
+    ax.set_title(title or "Perplexity during training, at the same epochs in every arm")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def anneal_series(result, arm):
+    """{density, ppl, ppl_s_off: (mean, sd) arrays} over `arm`'s trained runs at its anneal points
+    (the last one: end of training)."""
+    runs = [r for r in _trained_runs(result, arm) if r.get("cma")]
+    if not runs:
+        raise ValueError(f"arm {arm!r} has no CMA record")
+    out = {}
+    for key in ("density", "ppl", "ppl_s_off"):
+        v = np.array([[p[key] for p in r["cma"]] for r in runs], float)
+        out[key] = (v.mean(0), v.std(0, ddof=1) if len(runs) > 1 else np.zeros(v.shape[1]))
+    return out
+
+
+def plot_anneal_curve(result, arms=None, ax=None, title=None):
+    """Slice perplexity with S (solid) and with S switched off (dashed) against the density of S along
+    the anneal (log scale, falling to the right), mean +- 1 sd over trained seeds; the last point of
+    each line is the end of training."""
+    ax = _axes(ax, figsize=(8.0, 4.4))
+    for i, arm in enumerate(arms or cma_arms(result)):
+        s = anneal_series(result, arm)
+        d = s["density"][0]
+        for key, style, what in (("ppl", "-", "with S"), ("ppl_s_off", "--", "S switched off")):
+            mean, sd = s[key]
+            ax.errorbar(d, mean, yerr=sd, marker="o" if key == "ppl" else "x", linestyle=style, color=f"C{i}",
+                        capsize=3, markersize=4, label=f"{arm}: {what}")
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_yscale("log")
+    ax.set_xlabel("density of S (fraction of entries kept, log scale; training runs left to right)")
+    ax.set_ylabel("validation-slice perplexity (per word, log scale)")
+    ax.set_title(title or "Perplexity along the anneal, with S and with S switched off")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_loss_traces(result, arms=None, ax=None, title=None):
+    """The training loss (mean over 25-step windows, nats per word) against epoch for every run of
+    each arm, one colour per arm; runs that diverged or did not train (dkp.search.failed_runs) are
+    drawn dashed. Where a run goes wrong, to the window."""
+    from .search import _steps_per_epoch, failed_runs
+    ax = _axes(ax, figsize=(8.0, 4.4))
+    failed = failed_runs(result)
+    for i, arm in enumerate(arms or list(result["arms"])):
+        bad = {s for s, _ in failed.get(arm, [])}
+        for k, r in enumerate(r for r in result["arms"][arm]["runs"] if r.get("loss_trace")):
+            spe = _steps_per_epoch(r) or 1.0
+            steps, loss = zip(*r["loss_trace"])
+            ax.plot(np.array(steps) / spe, loss, color=f"C{i}", linewidth=1.0,
+                    linestyle="--" if r["seed"] in bad else "-",
+                    label=f"{arm}" + (" (dashed: did not train)" if bad else "") if k == 0 else None)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (nats per word, mean of 25 steps)")
+    ax.set_title(title or "Training loss of every run")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax

@@ -82,7 +82,8 @@ def run(seed, final, start, end, *, off=None, pruned=None, end_epoch=1.75, probe
         return {"seed": seed, "diverged": "the training loss became nan", "layers": []}
     return {"seed": seed, "final_valid_ppl": final, "test_ppl": final, "layers": [],
             "final_valid_ppl_s_off": off or final * 1.1,
-            "cma": [{"step": 0, "ppl": start, "density": 1.0}, {"step": 1, "ppl": end, "density": 0.01},
+            "cma": [{"step": 0, "ppl": start, "ppl_s_off": start * 1.2, "density": 1.0},
+                    {"step": 1, "ppl": end, "ppl_s_off": end * 1.2, "density": 0.01},
                     {"step": 2, "final": True, "ppl": final, "ppl_s_off": final * 1.1, "density": 0.01}],
             "s_pruned": {"0.1": (pruned or final * 1.05)},
             "probes": [{"step": 10, "epoch": end_epoch, "ppl": probe if probe is not None else end}]}
@@ -163,3 +164,26 @@ def test_the_report_renders_every_family_and_verdict():
     assert "### cma-timing" in text and "| late-short | 3 / 3 |" in text
     for hid in ("H1a", "H2a", "H3a", "H4", "H5a", "H6a"):
         assert f"**{hid}" in text
+
+
+def test_search_figures_are_labelled_and_show_the_means():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from dkp import cmaplots
+    late = [run(s, 200, 190, 230 + s) for s in range(3)]
+    for r in late:
+        r["probes"] = [{"step": 10 * k, "epoch": k / 4, "ppl": 300 - 10 * k + r["seed"]} for k in range(1, 9)]
+        r["loss_trace"] = [[25, 6.0], [50, 5.5 + 0.1 * r["seed"]]]
+    res = family({"late-short": late, "hold": [dict(r) for r in late]}, {"hold": {"anneal_s": False}})
+    epochs, mean, sd, n = cmaplots.probe_series(res, "late-short")
+    assert n == 3 and list(epochs) == [k / 4 for k in range(1, 9)]
+    assert np.allclose(mean, [300 - 10 * k + 1 for k in range(1, 9)]) and np.allclose(sd, 1.0)
+    s = cmaplots.anneal_series(res, "late-short")
+    assert np.allclose(s["ppl"][0], [190, 231, 200]) and np.allclose(s["ppl"][1], [0, 1, 0])
+    for ax in (cmaplots.plot_probe_curves(res), cmaplots.plot_anneal_curve(res, arms=["late-short"]),
+               cmaplots.plot_loss_traces(res)):
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
+        plt.close(ax.figure)

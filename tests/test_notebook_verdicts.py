@@ -1,0 +1,53 @@
+"""The verdicts notebooks 05 and 06 print, as stored in the committed notebooks, are the ones the
+committed results give today: each notebook's verdict cells (marked `# VERDICTS`) print
+`dkp.search.verdict_text` and `dkp.cmaplots.effect_text` lines, and this test recomputes every one
+of them from data/results/ and finds it in the stored output. A rerun of the search that changes a
+verdict fails here until the notebooks are re-executed (and their prose, which the notebooks'
+asserts tie to the verdicts, is updated)."""
+import json
+from pathlib import Path
+
+import pytest
+
+from dkp import search
+from dkp.cmaplots import effect_text
+from dkp.report import effects, load_results
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "data" / "results"
+NOTEBOOKS = {"05": "05_co_matrix_adaptation.ipynb", "06": "06_co_matrix_dropout.ipynb"}
+
+
+def stored_verdict_output(name):
+    nb = json.loads((ROOT / "notebooks" / NOTEBOOKS[name]).read_text())
+    cells = [c for c in nb["cells"] if c["cell_type"] == "code" and "# VERDICTS" in "".join(c["source"])]
+    assert cells, f"notebook {name} has no # VERDICTS cell"
+    text = []
+    for c in cells:
+        assert c.get("outputs"), f"notebook {name}: a # VERDICTS cell has no stored output (re-execute it)"
+        for o in c["outputs"]:
+            text.append("".join(o.get("text", "")))
+    return "\n".join(text)
+
+
+def committed_search_verdicts():
+    found = search.load(RESULTS / "cma-search")
+    return {h["id"]: h for h in search.hypotheses(found, load_results(RESULTS).get("kp-loss"))}
+
+
+@pytest.mark.parametrize("name, ids", [
+    ("05", ("H1a", "H1b", "H1c", "H1d", "H1e", "H2a", "H2b", "H3a", "H3b", "H3c")),
+    ("06", ("H4a:M1", "H4b:M6", "H4c:M3", "H4d:M4", "H4d:M5", "H4", "H5a", "H5b", "H5c")),
+])
+def test_printed_search_verdicts_are_the_committed_ones(name, ids):
+    out = stored_verdict_output(name)
+    verdicts = committed_search_verdicts()
+    for hid in ids:
+        assert search.verdict_text(verdicts[hid]) in out, (name, hid)
+
+
+@pytest.mark.parametrize("name, number", [("05", 3), ("06", 4)])
+def test_printed_course_verdicts_are_the_committed_ones(name, number):
+    results = load_results(RESULTS)
+    e = next(e for e in effects(results) if e["claim"].startswith(f"{number}."))
+    assert effect_text(e) in stored_verdict_output(name)
