@@ -345,11 +345,12 @@ def long_scale(results, course):
 
 
 # --- text ----------------------------------------------------------------------------------------------
-def _fmt(s, digits=1):
+def _fmt(s, digits=1, scale=1.0, unit=""):
     if s is None:
         return "-"
     m, sd, n = s
-    return f"{m:.{digits}f} ± {sd:.{digits}f}" + ("" if n >= MIN_SEEDS else f" (n={n})")
+    return (f"{m * scale:.{digits}f}{unit} ± {sd * scale:.{digits}f}{unit}"
+            + ("" if n >= MIN_SEEDS else f" (n={n})"))
 
 
 def table(results, family):
@@ -360,8 +361,7 @@ def table(results, family):
              "M4 S off | M5 S pruned to 10% |", "|---|---|---|---|---|---|---|---|"]
     for arm, entry in result["arms"].items():
         v = values(results, family, arm)
-        pct = lambda k: _fmt(tuple(x * 100 if i < 2 else x for i, x in enumerate(stats(v[k]))), 1) + "%" \
-            if v.get(k) else "-"  # noqa: E731
+        pct = lambda k: _fmt(stats(v[k]), 1, scale=100, unit="%") if v.get(k) else "-"  # noqa: E731
         lines.append(f"| {arm} | {len(entry['runs']) - len(failed.get(arm, []))} / {len(entry['runs'])} | "
                      f"{_fmt(stats(v.get('M3')), 2)} | {_fmt(stats(v.get('M6')))} | {_fmt(stats(v.get('M1')))} | "
                      f"{_fmt(stats(v.get('M2')))} | {pct('M4')} | {pct('M5')} |")
