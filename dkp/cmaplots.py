@@ -303,22 +303,27 @@ def probe_series(result, arm):
     return np.array(epochs), v.mean(0), v.std(0, ddof=1) if len(runs) > 1 else np.zeros(len(epochs)), len(runs)
 
 
-def plot_probe_curves(result, arms=None, ax=None, title=None):
+def plot_probe_curves(result, arms=None, ax=None, title=None, since=None, log=True):
     """Slice perplexity against epoch for each arm (mean over trained seeds, band: +- 1 sd), with each
-    annealed arm's window shaded in its colour: where the anneal runs, whether perplexity rises."""
+    annealed arm's window shaded in its colour: where the anneal runs, whether perplexity rises.
+    `since`: draw only the probes from that epoch on (a zoom); `log`: a log-scale y axis."""
     ax = _axes(ax, figsize=(8.0, 4.4))
     for i, arm in enumerate(arms or [a for a, e in result["arms"].items() if e["runs"]]):
         epochs, mean, sd, n = probe_series(result, arm)
+        if since is not None:
+            keep = epochs >= since - 1e-9
+            epochs, mean, sd = epochs[keep], mean[keep], sd[keep]
         config = result["arms"][arm]["config"]
         annealed = config.get("doping") and config.get("anneal_s", True)
         label = f"{arm} ({n} seeds)" + ("" if annealed or not config.get("doping") else ", S never annealed")
         ax.plot(epochs, mean, marker="o", markersize=3, color=f"C{i}", label=label)
         ax.fill_between(epochs, mean - sd, mean + sd, color=f"C{i}", alpha=0.2, linewidth=0)
-        if annealed:
-            ax.axvspan(config["anneal_start"], config["anneal_end"], color=f"C{i}", alpha=0.08)
-    ax.set_yscale("log")
+        if annealed and (since is None or config["anneal_end"] > since):
+            ax.axvspan(max(config["anneal_start"], since or 0.0), config["anneal_end"], color=f"C{i}", alpha=0.08)
+    if log:
+        ax.set_yscale("log")
     ax.set_xlabel("epoch (shaded: each arm's anneal window, S from dense to its final density)")
-    ax.set_ylabel("validation-slice perplexity (per word, log scale)")
+    ax.set_ylabel("validation-slice perplexity (per word" + (", log scale)" if log else ")"))
     ax.set_title(title or "Perplexity during training, at the same epochs in every arm")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
@@ -338,7 +343,7 @@ def anneal_series(result, arm):
     return out
 
 
-def plot_anneal_curve(result, arms=None, ax=None, title=None):
+def plot_anneal_curve(result, arms=None, ax=None, title=None, log=True):
     """Slice perplexity with S (solid) and with S switched off (dashed) against the density of S along
     the anneal (log scale, falling to the right), mean +- 1 sd over trained seeds; the last point of
     each line is the end of training."""
@@ -352,9 +357,10 @@ def plot_anneal_curve(result, arms=None, ax=None, title=None):
                         capsize=3, markersize=4, label=f"{arm}: {what}")
     ax.set_xscale("log")
     ax.invert_xaxis()
-    ax.set_yscale("log")
+    if log:
+        ax.set_yscale("log")
     ax.set_xlabel("density of S (fraction of entries kept, log scale; training runs left to right)")
-    ax.set_ylabel("validation-slice perplexity (per word, log scale)")
+    ax.set_ylabel("validation-slice perplexity (per word" + (", log scale)" if log else ")"))
     ax.set_title(title or "Perplexity along the anneal, with S and with S switched off")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
