@@ -70,11 +70,14 @@ def _plot(args):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from . import io, plots
+    from . import cmaplots, io, plots
     result = io.load_json(args.results)
     draw = {"arms": plots.plot_arms, "curves": plots.plot_arm_curves, "cma": plots.plot_cma,
-            "share": plots.plot_branch_share}[args.kind]
-    ax = draw(result, arms=args.arms) if args.kind in ("cma", "share") else draw(result)
+            "share": plots.plot_branch_share, "probes": cmaplots.plot_probe_curves}[args.kind]
+    if args.kind == "probes":
+        ax = draw(result, arms=args.arms, since=args.since, log=args.since is None)
+    else:
+        ax = draw(result, arms=args.arms) if args.kind in ("cma", "share") else draw(result)
     ax.figure.savefig(args.out, dpi=110)
     plt.close(ax.figure)
     print(f"wrote {args.out}")
@@ -150,11 +153,13 @@ def main(argv=None):
 
     p = sub.add_parser("plot", help="draw a figure from an experiment's JSON into a PNG",
                        description="Draw one figure of an experiment's results JSON.")
-    p.add_argument("kind", choices=["arms", "curves", "cma", "share"],
+    p.add_argument("kind", choices=["arms", "curves", "cma", "share", "probes"],
                    help="arms: final perplexities; curves: learning curves; cma: perplexity with and "
-                        "without S along the anneal; share: S's share of the gates' energy")
+                        "without S along the anneal; share: S's share of the gates' energy; probes: "
+                        "(the search's results) slice perplexity at the same epochs in every arm")
     p.add_argument("results", help="a NAME.json written by `experiment`")
-    p.add_argument("--arms", nargs="+", help="(cma, share) the arms to draw")
+    p.add_argument("--arms", nargs="+", help="(cma, share, probes) the arms to draw")
+    p.add_argument("--since", type=float, metavar="EPOCH", help="(probes) from this epoch on, linear scale")
     p.add_argument("--out", required=True, help="PNG path")
     p.set_defaults(func=_plot)
 

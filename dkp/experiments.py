@@ -145,6 +145,8 @@ SEARCH_PROBES = dict(tokens=10_000, cma_points=5, grid_every=0.25, stats_tokens=
 # the anneal windows (epochs) the search compares, at the course scale's 2 epochs
 WINDOWS = {"early-long": (0.1, 1.5), "early-short": (0.25, 0.5), "late-short": (1.5, 1.75),
            "late-short-norec": (1.75, 2.0)}
+# --quick search runs probe a 2,000-token slice (the quick validation split has 10,000 tokens)
+QUICK_SEARCH_PROBES = dict(SEARCH_PROBES, tokens=2_000, stats_tokens=500)
 LONG = dict(train_tokens=0, epochs=3, decay_after=2)  # cma-long: all of PTB's train split, 3 epochs
 
 
@@ -340,7 +342,7 @@ def run_experiment(name, seeds=3, quick_mode=False, scale="course", out=None, jo
     jobs = jobs or os.cpu_count() or 1
     out = out or default_out(name)
     configs = experiment_arms(name, scale)
-    probes = SEARCH_PROBES if name in SEARCH else None
+    probes = (QUICK_SEARCH_PROBES if quick_mode else SEARCH_PROBES) if name in SEARCH else None
     if only:
         unknown = set(only) - set(configs)
         if unknown:

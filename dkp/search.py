@@ -256,8 +256,10 @@ def fixes(results, family, baseline, hid):
             checks.append((a, None, None))
             continue
         ok = (down(c1) or down(c6)) and not_up(c3)
-        checks.append((a, {"difference": c3["difference"], "threshold": c3["threshold"], "beyond_spread": ok,
-                           "relative": c3["relative"], "M1": c1, "M6": c6}, lambda c: c["beyond_spread"]))
+        detail = ", ".join(f"{m} {c['difference']:+.3g} (threshold {c['threshold']:.3g})"
+                           for m, c in (("M1", c1), ("M6", c6), ("M3", c3)))
+        checks.append((a, {"beyond_spread": ok, "M1": c1, "M6": c6, "M3": c3, "detail": detail},
+                       lambda c: c["beyond_spread"]))
     return _verdict(hid, f"co-matrix dropout fixes co-matrix adaptation ({family}): lowers M1 or M6 beyond the "
                          f"spread without raising M3", checks, holds_if="any")
 
@@ -372,7 +374,9 @@ def verdict_text(h):
     word = {True: "holds", False: "does not hold", None: "undecided (not all runs are in)"}[h["holds"]]
     parts = []
     for c in h["checks"]:
-        if "difference" in c and c.get("threshold") is not None:
+        if "detail" in c:
+            parts.append(f"{c['check']}: {c['detail']} -> {'yes' if c['holds'] else 'no'}")
+        elif "difference" in c and c.get("threshold") is not None:
             parts.append(f"{c['check']}: difference {c['difference']:+.3g} (threshold {c['threshold']:.3g})"
                          f"{'' if c['holds'] is None else ' -> ' + ('yes' if c['holds'] else 'no')}")
         elif "failed" in c:
