@@ -320,11 +320,17 @@ def plot_probe_curves(result, arms=None, ax=None, title=None, since=None, log=Tr
         ax.fill_between(epochs, mean - sd, mean + sd, color=f"C{i}", alpha=0.2, linewidth=0)
         if annealed and (since is None or config["anneal_end"] > since):
             ax.axvspan(max(config["anneal_start"], since or 0.0), config["anneal_end"], color=f"C{i}", alpha=0.08)
+    return _slice_perplexity_axes(ax, log, "epoch (shaded: each arm's anneal window, S from dense to its final density)",
+                                  title or "Perplexity during training, at the same epochs in every arm")
+
+
+def _slice_perplexity_axes(ax, log, xlabel, title):
+    """Labels, scale, grid and legend of a figure of validation-slice perplexity."""
     if log:
         ax.set_yscale("log")
-    ax.set_xlabel("epoch (shaded: each arm's anneal window, S from dense to its final density)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("validation-slice perplexity (per word" + (", log scale)" if log else ")"))
-    ax.set_title(title or "Perplexity during training, at the same epochs in every arm")
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return ax
@@ -357,14 +363,8 @@ def plot_anneal_curve(result, arms=None, ax=None, title=None, log=True):
                         capsize=3, markersize=4, label=f"{arm}: {what}")
     ax.set_xscale("log")
     ax.invert_xaxis()
-    if log:
-        ax.set_yscale("log")
-    ax.set_xlabel("density of S (fraction of entries kept, log scale; training runs left to right)")
-    ax.set_ylabel("validation-slice perplexity (per word" + (", log scale)" if log else ")"))
-    ax.set_title(title or "Perplexity along the anneal, with S and with S switched off")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return ax
+    return _slice_perplexity_axes(ax, log, "density of S (fraction of entries kept, log scale; training runs left to right)",
+                                  title or "Perplexity along the anneal, with S and with S switched off")
 
 
 def plot_loss_traces(result, arms=None, ax=None, title=None):

@@ -15,11 +15,12 @@ import os
 from . import io
 
 
-def load_results(directory, quick=False):
-    """{experiment name: result} for every NAME.json (or NAME-quick.json) in `directory`."""
+def load_results(directory, quick=False, names=None):
+    """{experiment name: result} for every NAME.json (or NAME-quick.json) in `directory`, NAME among
+    `names` (default: the course's experiments)."""
     from .experiments import EXPERIMENTS
     out = {}
-    for name in EXPERIMENTS:
+    for name in names or EXPERIMENTS:
         path = os.path.join(directory, f"{name}{'-quick' if quick else ''}.json")
         if os.path.exists(path):
             out[name] = io.load_json(path)

@@ -22,12 +22,10 @@ counted apart and left out; a comparison with fewer than 3 seeds on a side decid
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
-from . import io
-from .report import compare
+from .report import compare, load_results
 
 FAMILIES = ("cma-timing", "cma-density", "cma-init", "cmr-schedule", "cmr-branch", "cma-long")
 METRICS = {"M1": "rise during the anneal (slice ppl, last anneal point - first)",
@@ -42,12 +40,7 @@ NOT_TRAINED = 2.0   # a final perplexity above this multiple of the family's low
 
 def load(directory, quick=False):
     """{family: result} for every FAMILY.json (or FAMILY-quick.json) in `directory`."""
-    out = {}
-    for name in FAMILIES:
-        path = os.path.join(directory, f"{name}{'-quick' if quick else ''}.json")
-        if os.path.exists(path):
-            out[name] = io.load_json(path)
-    return out
+    return load_results(directory, quick, FAMILIES)
 
 
 # --- per run ---------------------------------------------------------------------------------------
