@@ -116,6 +116,12 @@ def doped_layers(model):
     return [(l, layer.W) for l, layer in enumerate(model.layers) if isinstance(layer.W, Doped)]
 
 
+def doped_density(model):
+    """Mean density of S over the doped layers (None without any)."""
+    layers = doped_layers(model)
+    return float(np.mean([W.density for _, W in layers])) if layers else None
+
+
 def perplexity(model, ids, batch, bptt, s_enabled=True):
     """Perplexity of `ids` with S switched on or off in every doped layer (no dropout)."""
     from .train import evaluate
@@ -192,9 +198,8 @@ class CMATracker:
         self.annealer = annealer
 
     def record(self, trainer, step):
-        layers = doped_layers(trainer.model)
         point = {"step": step, "epoch": step / max(trainer.steps_per_epoch, 1),
-                 "density": float(np.mean([W.density for _, W in layers])) if layers else None,
+                 "density": doped_density(trainer.model),
                  **cma_point(trainer.model, self.ids, self.batch, self.bptt, self.stats_tokens)}
         trainer.history.setdefault("cma", []).append(point)
         return point
@@ -215,9 +220,8 @@ class PerplexityProbe:
         self.ids, self.every, self.batch, self.bptt = ids, every, batch, bptt
 
     def record(self, trainer):
-        layers = doped_layers(trainer.model)
         point = {"step": trainer.step, "epoch": trainer.step / max(trainer.steps_per_epoch, 1),
-                 "density": float(np.mean([W.density for _, W in layers])) if layers else None,
+                 "density": doped_density(trainer.model),
                  "ppl": perplexity(trainer.model, self.ids, self.batch, self.bptt)}
         trainer.history.setdefault("probes", []).append(point)
         return point
