@@ -17,7 +17,9 @@ CHILD = r"""
 import json, time
 t0 = time.perf_counter()
 import numpy as np
-from dkp import kernels as K
+from dkp.kernels import kron
+from dkp.kernels import sparse
+from dkp.kernels import step as fused
 t_import = time.perf_counter() - t0
 rng = np.random.default_rng(0)
 f = np.float32
@@ -25,20 +27,18 @@ A, B = rng.standard_normal((1, 4, 3)).astype(f), rng.standard_normal((1, 5, 2)).
 x1, x5 = rng.standard_normal((1, 6)).astype(f), rng.standard_normal((5, 6)).astype(f)
 dy5 = rng.standard_normal((5, 20)).astype(f)
 S = (rng.standard_normal((20, 6)) * (rng.random((20, 6)) < 0.3)).astype(f)
-ip, ix, v = K.csr_from_dense(S)
+ip, ix, v = sparse.csr_from_dense(S)
 bias, z1 = rng.standard_normal(20).astype(f), rng.standard_normal((1, 20)).astype(f)
 h1 = rng.standard_normal((1, 5)).astype(f)   # an LSTM step on W 20 x 6: H = 5, one input
 calls = {
-    "kron_matmul (numba)": lambda: K.kron_matmul_numba(A, B, x1),
-    "kron_matmul_t (numba)": lambda: K.kron_matmul_t_numba(A, B, dy5),
-    "kron_grad (numba)": lambda: K.kron_grad_numba(A, B, x5, dy5),
-    "csr_matmul": lambda: K.csr_matmul(ip, ix, v, x5, 20),
-    "csr_matmul_t": lambda: K.csr_matmul_t(ip, ix, v, dy5, 6),
-    "csr_grad": lambda: K.csr_grad(ip, ix, x5, dy5),
-    "csr_scatter": lambda: K.csr_scatter(ip, ix, v, np.zeros((20, 6), f)),
-    "doped_kron_matmul": lambda: K.doped_kron_matmul(A, B, ip, ix, v, x1),
-    "kron_lstm_step (fused)": lambda: K.kron_lstm_step(A, B, ip, ix, v, bias, x1[:, :1], h1, h1),
-    "lstm_cell": lambda: K.lstm_cell(z1, h1),
+    "kron_matmul (numba)": lambda: kron.kron_matmul_numba(A, B, x1),
+    "csr_matmul": lambda: sparse.csr_matmul(ip, ix, v, x5, 20),
+    "csr_matmul_t": lambda: sparse.csr_matmul_t(ip, ix, v, dy5, 6),
+    "csr_grad": lambda: sparse.csr_grad(ip, ix, x5, dy5),
+    "csr_scatter": lambda: sparse.csr_scatter(ip, ix, v, np.zeros((20, 6), f)),
+    "doped_kron_matmul": lambda: fused.doped_kron_matmul(A, B, ip, ix, v, x1),
+    "kron_lstm_step (fused)": lambda: fused.kron_lstm_step(A, B, ip, ix, v, bias, x1[:, :1], h1, h1),
+    "lstm_cell": lambda: fused.lstm_cell(z1, h1),
 }
 out = {"import dkp.kernels": t_import}
 for name, call in calls.items():

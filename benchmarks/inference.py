@@ -5,14 +5,14 @@ and why Kronecker products are fast: arithmetic against memory traffic.
                                    [--blas-threads 1] [--evict-mb 64]
 
 Methods, all at about 25x fewer parameters than dense: dense (BLAS); Kronecker with the split
-`dkp.shapes.kron_shape` picks by default (prefer="rank": A 520x260 kron B 5x5, full rank reachable,
+`dkp.compression.shapes.kron_shape` picks by default (prefer="rank": A 520x260 kron B 5x5, full rank reachable,
 dense / KP multiply-adds 4.95x) and the split chosen for speed (prefer="flops": A 200x650 kron B
 13x2, 26x, 12.7x fewer multiply-adds, max rank 400); doped KP (that KP + S at 0.5%, 1% and 2%;
 1% makes both about 20x overall); low rank (LMF), hybrid (HMD) and pruned (CSR) at 25x.
 
 Two code paths per method:
   layer   `LSTMLayer.forward` on one step: the training/evaluation code (NumPy cell, cache kept)
-  fused   `dkp.inference.LSTMStep`: for KP and doped KP at batch <= 8 one Numba call does the
+  fused   `dkp.core.inference.LSTMStep`: for KP and doped KP at batch <= 8 one Numba call does the
           gate product and the cell (weights packed once); otherwise the matrix's own product (BLAS
           for dense) followed by the cell in one Numba call
 
@@ -64,109 +64,21 @@ if ARGS is not None:  # BLAS reads its thread count when NumPy is first imported
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(ARGS.blas_threads)
 
-import gc  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from dkp import kernels, shapes  # noqa: E402
-from dkp.inference import LSTMStep  # noqa: E402
-from dkp.lstm import LSTMLayer  # noqa: E402
-from dkp.weights import Dense, Doped, Hybrid, Kronecker, LowRank, Pruned  # noqa: E402
-
-H = 650
-SHAPE = (4 * H, 2 * H)
-TARGET = 25
-STEPS = 35
-VOCAB = 10_000
-ROUNDS = 5
-
-
-@dataclass
-class Method:
-    name: str
-    W: object
-    macs: int          # multiply-adds per input row
-    max_rank: int
-
-    @property
-    def n_bytes(self):
-        return self.W.n_bytes
-
-    @property
-    def flop_bound(self):
-        return SHAPE[0] * SHAPE[1] / self.macs
-
-
-def kp_label(ks, prefer):
-    return f"kp {ks.m1}x{ks.n1} (x) {ks.m2}x{ks.n2} [{prefer}]"
-
-
-def gate_matrices(rng):
-    """The methods, float32, at about 25x."""
-    m, n = SHAPE
-    u = lambda *s: rng.uniform(-0.05, 0.05, s).astype(np.float32)  # noqa: E731
-    out = [Method("dense", Dense(u(m, n)), m * n, min(m, n))]
-    kps = {}
-    for prefer in ("rank", "flops"):
-        ks = shapes.kron_shape(SHAPE, TARGET, prefer=prefer)
-        kps[prefer] = ks, Kronecker.init(SHAPE, ks, 1, rng, 0.05, np.float32)
-        out.append(Method(kp_label(ks, prefer), kps[prefer][1], ks.flops, ks.max_rank))
-    S = u(m, n)
-    for prefer, densities in (("rank", (0.01,)), ("flops", (0.005, 0.01, 0.02))):
-        ks, kp = kps[prefer]
-        for density in densities:
-            D = Doped(kp, density, S=S)
-            out.append(Method(f"doped {kp_label(ks, prefer)[3:]} +{density:.1%}", D, ks.flops + D.nnz,
-                              min(m, n)))
-    r = shapes.low_rank_rank(SHAPE, TARGET)
-    out.append(Method(f"lmf r={r}", LowRank.init(SHAPE, r, rng, 0.05, np.float32), r * (m + n), r))
-    d, r = shapes.hybrid_shape(SHAPE, TARGET)
-    out.append(Method(f"hmd {d} rows + r={r}", Hybrid.init(SHAPE, d, r, rng, 0.05, np.float32),
-                      d * n + r * (m - d + n), d + r))
-    P = Pruned(u(m, n))
-    P.set_sparsity(shapes.pruning_sparsity(SHAPE, TARGET))
-    out.append(Method("pruned (csr)", P.to_sparse(), P.n_params, min(m, n)))
-    return out
-
+from dkp.core.inference import LSTMStep  # noqa: E402
+from dkp.core.lstm import LSTMLayer  # noqa: E402
+from dkp.core.weights import Dense, Kronecker  # noqa: E402
+from dkp.course.bench import (ROUNDS, SHAPE, STEPS, VOCAB, Evictor, H, gate_matrices, machine,  # noqa: E402
+                              measure)
+from dkp.course.speed import TARGETS, fmt_bytes  # noqa: E402
+from dkp.kernels import step as fused  # noqa: E402
 
 # --- timing -----------------------------------------------------------------------------------
-
-class Evictor:
-    """Reads a buffer larger than the last-level cache, one float per 64-byte line."""
-
-    def __init__(self, mb):
-        self.buf = np.ones(mb * 2**20 // 4, np.float32)
-
-    def __call__(self):
-        return float(self.buf[::16].sum())
-
-
-def measure(calls, repeats, evict=None):
-    """{key: median seconds}: ROUNDS passes over all calls; in each pass every call gets one untimed
-    warm-up and repeats/ROUNDS timed runs in a row, each preceded by `evict` (outside the timing)."""
-    times = {k: [] for k in calls}
-    per = max(1, repeats // ROUNDS)
-    gc.disable()
-    try:
-        for _ in range(ROUNDS):
-            for key, fn in calls.items():
-                fn()
-                for _ in range(per):
-                    if evict is not None:
-                        evict()
-                    t = time.perf_counter()
-                    fn()
-                    times[key].append(time.perf_counter() - t)
-    finally:
-        gc.enable()
-    return {k: statistics.median(v) for k, v in times.items()}
-
 
 def repeats_for(quick, batch, cache, steps):
     if quick:
@@ -246,7 +158,7 @@ def cell_times():
     rng = np.random.default_rng(1)
     z = rng.standard_normal((1, 4 * H)).astype(np.float32)
     c = rng.standard_normal((1, H)).astype(np.float32)
-    t = measure({"numpy": lambda: kernels.lstm_cell_ref(z, c), "numba": lambda: kernels.lstm_cell(z, c)}, 500)
+    t = measure({"numpy": lambda: fused.lstm_cell_ref(z, c), "numba": lambda: fused.lstm_cell(z, c)}, 500)
     return t
 
 
@@ -254,10 +166,6 @@ def cell_times():
 
 def fmt_time(t):
     return f"{t * 1e6:.1f} us" if t < 1e-3 else f"{t * 1e3:.2f} ms"
-
-
-def fmt_bytes(b):
-    return f"{b / 2**20:.2f} MB" if b >= 2**20 else f"{b / 2**10:.0f} KB"
 
 
 def print_table(rows):
@@ -290,13 +198,10 @@ def print_table(rows):
 
 
 def targets(rows):
-    """The issue's batch-1, one-step targets: (label, [(row, met)])."""
+    """The project's batch-1, one-step targets (dkp.course.speed.TARGETS), on both code paths:
+    (label, [(row, met)]) with met = the speed-up over the dense layer reaches the target."""
     one = [r for r in rows if r["batch"] == 1 and r["steps"] == 1 and not r.get("floor")]
-    goals = [("doped KP (>= 20x overall, 1% doping) >= 6x faster than the dense layer", 6.0,
-              lambda r: r["method"].startswith("doped") and r["method"].endswith("+1.0%")),
-             ("plain KP at 25x >= 10x faster than the dense layer", 10.0,
-              lambda r: r["method"].startswith("kp "))]
-    return [(label, [(r, r["speedup"] >= need) for r in one if pick(r)]) for label, need, pick in goals]
+    return [(label, [(r, r["speedup"] >= need) for r in one if pick(r)]) for label, need, pick in TARGETS]
 
 
 def print_targets(rows):
@@ -306,37 +211,6 @@ def print_targets(rows):
         for r, met in results:
             print(f"    {r['method']:<38} {r['compression']:5.1f}x  {r['cache']:<4} {r['variant']:<5} "
                   f"{r['speedup']:6.2f}x  (FLOP bound {r['flop_bound']:.1f}x)  {'MET' if met else 'not met'}")
-
-
-def machine():
-    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "platform": platform.platform(), "python": platform.python_version(), "numpy": np.__version__}
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
-        info["cpu"] = model or info["cpu"]
-    except OSError:
-        pass
-    for level in (2, 3):
-        try:
-            with open(f"/sys/devices/system/cpu/cpu0/cache/index{level}/size") as f:
-                info[f"l{level}_cache"] = f.read().strip()
-        except OSError:
-            pass
-    import llvmlite
-    import numba
-    info["numba"], info["llvmlite"] = numba.__version__, llvmlite.__version__
-    try:
-        import llvmlite.binding as llvm
-        info["llvm_host_cpu"] = llvm.get_host_cpu_name()
-    except Exception:  # pragma: no cover - informational only
-        pass
-    try:
-        blas = np.__config__.CONFIG["Build Dependencies"]["blas"]
-        info["blas"] = f"{blas.get('name')} {blas.get('version')}"
-    except Exception:  # pragma: no cover
-        pass
-    return info
 
 
 def git_commit():

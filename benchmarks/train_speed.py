@@ -17,14 +17,16 @@ import time
 
 def dkp_speed(config, steps, warmup=3):
     """Words/s of the real training loop (Trainer.train_epoch) over exactly `steps` windows."""
-    from dkp.data import load_corpus
-    from dkp.train import Trainer
+    from dkp.compression.anneal import Annealer
+    from dkp.core.data import load_corpus
+    from dkp.training.loop import Trainer
     corpus = load_corpus()
     n_tokens = lambda k: k * config.batch * config.bptt + config.batch  # noqa: E731 - k windows
     Trainer(config.with_(train_tokens=n_tokens(warmup)), corpus=corpus, progress=False).train_epoch()
     trainer = Trainer(config.with_(train_tokens=n_tokens(steps)), corpus=corpus, progress=False)
-    if trainer.annealer is not None:   # time the model as it trains after its anneal: S (or W) sparse
-        trainer.annealer(trainer, trainer.annealer.end)
+    annealer = trainer.find_hook(Annealer)
+    if annealer is not None:   # time the model as it trains after its anneal: S (or W) sparse
+        annealer(trainer, annealer.end)
     _, wps, _, _ = trainer.train_epoch()
     return wps
 
@@ -32,7 +34,7 @@ def dkp_speed(config, steps, warmup=3):
 def torch_speed(config, steps, threads, warmup=3):
     import torch
 
-    from dkp.data import batchify, bptt_windows, load_corpus
+    from dkp.core.data import batchify, bptt_windows, load_corpus
     if threads:
         torch.set_num_threads(threads)
     V, H, T, B = 10000, config.hidden, config.bptt, config.batch
@@ -76,7 +78,7 @@ def main():
     args = p.parse_args()
     if args.threads:  # must be set before NumPy loads OpenBLAS
         os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    from dkp.configs import get_config
+    from dkp.training.configs import get_config
     config = get_config(args.config)
     print(f"config {args.config}: {config.layers} x {config.hidden}, batch {config.batch}, bptt {config.bptt}, "
           f"{args.steps} steps")

@@ -8,8 +8,8 @@ import sys
 
 
 def _train(args):
-    from .configs import get_config
-    from .train import train
+    from dkp.training.configs import get_config
+    from dkp.training.loop import train
     config = get_config(args.config)
     changes = {k: getattr(args, k) for k in ("epochs", "train_tokens", "optimizer", "lr", "structure",
                                             "compression", "doping", "kp_rank", "anneal_start", "anneal_end",
@@ -25,10 +25,12 @@ def _train(args):
 def _eval(args):
     import numpy as np
 
-    from . import io
-    from .configs import Config
-    from .data import load_corpus
-    from .train import build_model, evaluate, load_model_arrays
+    from dkp.core import io
+    from dkp.core.data import load_corpus
+    from dkp.training.checkpoint import load_model_arrays
+    from dkp.training.configs import Config
+    from dkp.training.evaluate import evaluate
+    from dkp.training.loop import build_model
     arrays, meta = io.load_npz(args.checkpoint)
     config = Config.from_dict(meta["config"])
     corpus = load_corpus(level=config.level)
@@ -41,8 +43,8 @@ def _eval(args):
 
 
 def _experiment(args):
-    from .experiments import run_experiment
-    from .experiments import default_out
+    from dkp.course.catalog import default_out
+    from dkp.course.experiments import run_experiment
     out = args.out or default_out(args.name)
     result = run_experiment(args.name, seeds=args.seeds, quick_mode=args.quick, scale=args.scale, out=out,
                             jobs=args.jobs, progress=not args.quiet, only=args.arms)
@@ -51,8 +53,8 @@ def _experiment(args):
 
 
 def _report(args):
-    from . import search
-    from .report import load_results, markdown
+    from dkp.course import search
+    from dkp.course.report import load_results, markdown
     results = load_results(args.directory, quick=args.quick)
     if results:
         print(markdown(results), end="")
@@ -70,10 +72,12 @@ def _plot(args):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from . import cmaplots, io, plots
+    from dkp.core import io
+    from dkp.course.figures import cma as cma_figures
+    from dkp.course.figures import curves
     result = io.load_json(args.results)
-    draw = {"arms": plots.plot_arms, "curves": plots.plot_arm_curves, "cma": plots.plot_cma,
-            "share": plots.plot_branch_share, "probes": cmaplots.plot_probe_curves}[args.kind]
+    draw = {"arms": curves.plot_arms, "curves": curves.plot_arm_curves, "cma": cma_figures.plot_cma,
+            "share": cma_figures.plot_branch_share, "probes": cma_figures.plot_probe_curves}[args.kind]
     if args.kind == "probes":
         ax = draw(result, arms=args.arms, since=args.since, log=args.since is None)
     else:
@@ -127,7 +131,7 @@ def main(argv=None):
     p.add_argument("--splits", nargs="+", default=["valid", "test"], choices=["train", "valid", "test"])
     p.set_defaults(func=_eval)
 
-    from .experiments import EXPERIMENTS, SEARCH
+    from dkp.course.catalog import EXPERIMENTS, SEARCH
     p = sub.add_parser("experiment", help="run a named experiment over seeds and write its JSON",
                        description="Run every arm of a named experiment over seeds; write OUT/NAME.json. "
                                    "The course's experiments: " + ", ".join(EXPERIMENTS) + "; the co-matrix "
@@ -164,9 +168,9 @@ def main(argv=None):
     p.set_defaults(func=_plot)
 
     args = parser.parse_args(argv)
-    from .data import DataError
-    from .io import CheckpointError
-    from .train import TrainingDiverged
+    from dkp.core.data import DataError
+    from dkp.core.io import CheckpointError
+    from dkp.training.loop import TrainingDiverged
     try:
         args.func(args)
     except (DataError, CheckpointError, TrainingDiverged, ValueError) as e:

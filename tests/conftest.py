@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dkp.data import load_corpus
+from dkp.core.data import load_corpus
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from dkp import compress
-from dkp.weights import Doped, Kronecker, LowRank
+from dkp.compression import compress
+from dkp.core.weights import Doped, Kronecker, LowRank
 
 FACTORS = ((4, 3), (5, 2))          # W is 20 x 6; R(W) is 12 x 10
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dkp.data import DataError, Vocab, batchify, bptt_windows, load_corpus, n_windows, tokenize
+from dkp.core.data import DataError, Vocab, batchify, bptt_windows, load_corpus, n_windows, tokenize
 
 
 def test_ptb_word_counts(ptb):

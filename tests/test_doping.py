@@ -2,13 +2,15 @@
 import numpy as np
 import pytest
 
-from dkp.configs import get_config
-from dkp.doping import (Annealer, CMATracker, PerplexityProbe, branch_statistics, cmr_probability, perplexity,
-                        perplexity_s_pruned)
-from dkp.optim import Adam
-from dkp.schedules import cubic_schedule
-from dkp.train import Trainer, evaluate, train
-from dkp.weights import Dense, Doped
+from dkp.compression.anneal import Annealer, DenseWarmup, cmr_probability
+from dkp.compression.schedules import cubic_schedule
+from dkp.core.optim import Adam
+from dkp.core.weights import Dense, Doped
+from dkp.course.diagnostics import (CMATracker, PerplexityProbe, branch_statistics, perplexity,
+                                    perplexity_s_pruned)
+from dkp.training.configs import get_config
+from dkp.training.evaluate import evaluate
+from dkp.training.loop import Trainer, train
 
 CONFIG = get_config("tiny").with_(hidden=16, train_tokens=20_000, eval_tokens=3_000, epochs=2,
                                   structure="kp", compression=4, doping=0.02, anneal_start=0.5,
@@ -34,7 +36,7 @@ def annealed(ptb):
 
 def test_density_follows_the_cubic_schedule_then_freezes(annealed):
     trainer, spy = annealed
-    a = trainer.annealer
+    a = trainer.find_hook(Annealer)
     mn = np.prod(trainer.model.layers[0].W.shape)
     for step, density in spy.seen:
         if step < a.start:
@@ -52,7 +54,8 @@ def test_annealing_keeps_the_largest_entries(ptb):
     W = trainer.model.layers[0].W
     W.params["S"][:] = np.random.default_rng(0).standard_normal(W.nnz)
     before = W.sparse_dense()
-    trainer.annealer(trainer, trainer.annealer.start + trainer.annealer.every)
+    annealer = trainer.find_hook(Annealer)
+    annealer(trainer, annealer.start + annealer.every)
     after = W.sparse_dense()
     kept = after != 0
     assert np.abs(before[kept]).min() >= np.abs(before[~kept]).max()
@@ -67,7 +70,8 @@ def test_adam_moments_follow_the_kept_entries(ptb):
     trainer.optimizer.v["lstm0.S"] = np.ones(W.nnz, np.float32)
     W.params["S"][:] = np.random.default_rng(0).standard_normal(W.nnz)
     old_S = W.params["S"].copy()
-    trainer.annealer(trainer, trainer.annealer.end)
+    annealer = trainer.find_hook(Annealer)
+    annealer(trainer, annealer.end)
     m = trainer.optimizer.m["lstm0.S"]
     assert m.shape == W.params["S"].shape == (round(CONFIG.doping * W.shape[0] * W.shape[1]),)
     # m held each entry's old position: the moments kept belong to the entries kept
@@ -108,11 +112,11 @@ def test_branch_statistics_match_a_direct_computation(annealed, ptb):
     (stats,) = branch_statistics(model, ids, 4, 10)
     # recompute from the gate inputs [x_t, h_(t-1)] of one window by hand
     W = model.layers[0].W
-    from dkp.data import batchify, bptt_windows
+    from dkp.core.data import batchify, bptt_windows
     state = model.zero_state(4)
     rows = []
     for x, y in bptt_windows(batchify(ids, 4), 10):
-        _, state, cache = model.forward(x, y, state)
+        _, _, state, cache = model.forward(x, state, y)
         rows += [s[0][0] for s in cache["steps"][0]]
     xh = np.concatenate(rows).astype(np.float64)
     a = xh @ W.structured.to_dense().T.astype(np.float64)
@@ -126,7 +130,7 @@ def test_branch_statistics_match_a_direct_computation(annealed, ptb):
 
 def test_cma_tracker_records_along_the_anneal(ptb):
     trainer = Trainer(CONFIG, seed=0, corpus=ptb, progress=False)
-    tracker = CMATracker(trainer.annealer, ptb.valid[:1000], points=4, batch=5, bptt=20)
+    tracker = CMATracker(trainer.find_hook(Annealer), ptb.valid[:1000], points=4, batch=5, bptt=20)
     trainer.hooks.append(tracker)
     trainer.run()
     record = trainer.history["cma"]
@@ -182,10 +186,10 @@ def test_dense_warmup_switches_to_the_equal_doped_model(ptb):
     model = trainer.model.astype(np.float64)
     x = ptb.train[:40].reshape(20, 2)
     y = ptb.train[1:41].reshape(20, 2)
-    before, _, _ = model.forward(x, y, model.zero_state(2))
+    _, before, _, _ = model.forward(x, model.zero_state(2), y)
     dense = [layer.W.to_dense() for layer in model.layers]
-    trainer.warmup.convert(trainer)
-    after, _, _ = model.forward(x, y, model.zero_state(2))
+    trainer.find_hook(DenseWarmup).convert(trainer)
+    _, after, _, _ = model.forward(x, model.zero_state(2), y)
     assert after == pytest.approx(before, rel=1e-12)
     for layer, W in zip(model.layers, dense):
         assert isinstance(layer.W, Doped) and layer.W.density == 1.0
@@ -206,7 +210,7 @@ def test_dense_warmup_trains_then_anneals_and_resumes_exactly(ptb, tmp_path):
 
 
 def test_dense_warmup_needs_doping():
-    from dkp.structures import check_structure
+    from dkp.compression.structures import check_structure
     with pytest.raises(ValueError, match="dense_warmup needs doping"):
         check_structure(CONFIG.with_(doping=0.0, dense_warmup=0.5))
 

@@ -10,11 +10,15 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dkp import experiments as ex  # noqa: E402
-from dkp import plots, shapes  # noqa: E402
+from dkp.compression import shapes  # noqa: E402
+from dkp.course import catalog
+from dkp.course import experiments as ex  # noqa: E402
+from dkp.course import series
+from dkp.course.figures import cma as cma_figures
+from dkp.course.figures import curves
 
 SEEDS = 2
-SEEDS_OF = {name: 1 if name == "recipes" else SEEDS for name in ex.EXPERIMENTS}   # the search runs one seed
+SEEDS_OF = {name: 1 if name == "recipes" else SEEDS for name in catalog.EXPERIMENTS}   # the search runs one seed
 
 
 @pytest.fixture(scope="module")
@@ -23,33 +27,33 @@ def results():
     out = Path(ex.quick_results_dir())
     return out, {name: ex.run_experiment(name, seeds=SEEDS_OF[name], quick_mode=True, out=str(out), jobs=2,
                                          progress=False)
-                 for name in ex.EXPERIMENTS}
+                 for name in catalog.EXPERIMENTS}
 
 
 def test_arms_differ_only_in_what_they_test():
-    for scale in ex.SCALES:
-        base = ex.SCALES[scale]["base"].to_dict()
-        factor_recipe = ex.SCALES[scale]["factor_optimizer"]
-        for name in ex.EXPERIMENTS:
+    for scale in catalog.SCALES:
+        base = catalog.SCALES[scale]["base"].to_dict()
+        factor_recipe = catalog.SCALES[scale]["factor_optimizer"]
+        for name in catalog.EXPERIMENTS:
             if name == "recipes":
                 continue
-            for arm, config in ex.arms(name, scale).items():
+            for arm, config in catalog.arms(name, scale).items():
                 changed = {k for k, v in config.to_dict().items() if base[k] != v}
                 assert changed <= {"structure", "compression", "doping", "cmr_p", "cmr_variant", "hidden",
                                    "optimizer", "lr"}, (name, arm)
                 # only the kinds of arm the scale lists leave the base recipe, for the factor recipe
                 kind = ("doped-" if config.doping else "") + config.structure
                 recipe = {"optimizer": config.optimizer, "lr": config.lr}
-                expected = (factor_recipe if kind in ex.SCALES[scale]["factor_recipe_for"]
+                expected = (factor_recipe if kind in catalog.SCALES[scale]["factor_recipe_for"]
                             else {"optimizer": base["optimizer"], "lr": base["lr"]})
                 assert recipe == expected, (scale, name, arm)
 
 
 def test_recipes_try_every_kind_of_arm_under_both_recipes():
-    for scale in ex.SCALES:
-        recipes = ex.arms("recipes", scale)
-        base = ex.SCALES[scale]["base"]
-        sgd, adam = {"optimizer": base.optimizer, "lr": base.lr}, ex.SCALES[scale]["factor_optimizer"]
+    for scale in catalog.SCALES:
+        recipes = catalog.arms("recipes", scale)
+        base = catalog.SCALES[scale]["base"]
+        sgd, adam = {"optimizer": base.optimizer, "lr": base.lr}, catalog.SCALES[scale]["factor_optimizer"]
         kinds = {arm.rsplit("-", 1)[0] for arm in recipes}
         assert kinds == {"dense", "prune", "kp", "lmf", "hmd", "doped-kp", "doped-lmf", "doped-hmd"}
         for kind in kinds:
@@ -58,15 +62,15 @@ def test_recipes_try_every_kind_of_arm_under_both_recipes():
             assert {"optimizer": a["optimizer"], "lr": a["lr"]} == sgd and {"optimizer": b["optimizer"], "lr": b["lr"]} == adam
         # the arms of the other experiments are among them, so their runs are shared
         keys = {ex._key(c.to_dict()) for c in recipes.values()}
-        assert ex._key(ex.arms("kp-loss", scale)["dense"].to_dict()) in keys
-        assert ex._key(ex.arms("kp-loss", scale)["kp"].to_dict()) in keys
-        assert ex._key(ex.arms("cma", scale)["doped-kp"].to_dict()) in keys
+        assert ex._key(catalog.arms("kp-loss", scale)["dense"].to_dict()) in keys
+        assert ex._key(catalog.arms("kp-loss", scale)["kp"].to_dict()) in keys
+        assert ex._key(catalog.arms("cma", scale)["doped-kp"].to_dict()) in keys
 
 
 def test_shrunk_dense_has_the_compressed_parameter_count():
-    config = ex.SCALES["course"]["base"]
+    config = catalog.SCALES["course"]["base"]
     for c in (10, 20, 25):
-        h = ex.shrunk_hidden(config, c)
+        h = catalog.shrunk_hidden(config, c)
         # H' = H / sqrt(c) rounded to an integer: off by at most half a unit, so the parameter ratio
         # is off by at most (1 + 0.5 / H')^2 - 1
         assert abs((config.hidden / h) ** 2 / c - 1) <= (1 + 0.5 / h) ** 2 - 1
@@ -74,7 +78,7 @@ def test_shrunk_dense_has_the_compressed_parameter_count():
 
 def test_unknown_names_are_rejected():
     with pytest.raises(ValueError, match="experiment must be one of"):
-        ex.arms("nope")
+        catalog.arms("nope")
     with pytest.raises(ValueError, match="unknown arm"):
         ex.run_experiment("doping", quick_mode=True, only=["nope"], out="unused")
     with pytest.raises(ValueError, match="scale must be one of"):
@@ -87,10 +91,10 @@ def test_quick_results_are_complete(results):
         on_disk = json.loads((out / f"{name}-quick.json").read_text())
         assert on_disk == json.loads(json.dumps(result))
         assert result["quick"] and result["scale"] == "course" and result["command"] and "commit" in result
-        assert set(result["arms"]) == set(ex.arms(name))
+        assert set(result["arms"]) == set(catalog.arms(name))
         for arm, entry in result["arms"].items():
             assert entry["seeds"] == list(range(SEEDS_OF[name]))
-            assert entry["config"]["hidden"] == ex.quick(ex.arms(name)[arm]).hidden
+            assert entry["config"]["hidden"] == catalog.quick(catalog.arms(name)[arm]).hidden
             for run in entry["runs"]:
                 assert len(run["valid_ppl"]) == len(run["train_ppl"]) == entry["config"]["epochs"]
                 assert np.isfinite(run["final_valid_ppl"]) and np.isfinite(run["test_ppl"])
@@ -105,7 +109,7 @@ def test_quick_compression_is_as_configured(results):
     matrix allows (a 200 x 100 gate matrix has no Kronecker split between 20x and 24x)."""
     _, res = results
     methods = res["methods"]["arms"]
-    target = ex.SCALES["course"]["compression"]
+    target = catalog.SCALES["course"]["compression"]
     for arm, entry in methods.items():
         # the quick gate matrices (200 x 100) are coarse: one rank of a low-rank factor is 300
         # parameters, 30% of the 1,000 a 20x target allows, so an arm may land up to that far above it
@@ -146,11 +150,11 @@ def _labelled(ax):
 def test_plots_from_quick_results(results):
     _, res = results
     for name, result in res.items():
-        _labelled(plots.plot_arms(result, reference="dense" if name == "kp-loss" else None))
-        _labelled(plots.plot_arm_curves(result))
-    _labelled(plots.plot_cma(res["cma"]))
-    _labelled(plots.plot_branch_share(res["cmr"]))
-    assert len(plots.arm_table(res["methods"])) == len(ex.arms("methods"))
+        _labelled(curves.plot_arms(result, reference="dense" if name == "kp-loss" else None))
+        _labelled(curves.plot_arm_curves(result))
+    _labelled(cma_figures.plot_cma(res["cma"]))
+    _labelled(cma_figures.plot_branch_share(res["cmr"]))
+    assert len(series.arm_table(res["methods"])) == len(catalog.arms("methods"))
     plt.close("all")
 
 

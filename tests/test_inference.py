@@ -1,4 +1,4 @@
-"""The fused inference step (dkp.inference, kernels.kron_lstm_step, kernels.lstm_cell) against
+"""The fused inference step (dkp.core.inference, kernels.kron_lstm_step, kernels.lstm_cell) against
 `LSTMLayer.forward` on one step and against the kernels' NumPy references.
 
 Tolerances are those of tests/test_kernels.py (max error relative to the largest reference entry):
@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from nojit import rerun_without_jit
 
-from dkp import kernels as K
-from dkp.inference import LSTMStep
-from dkp.lstm import LSTMLayer
-from dkp.weights import Dense, Doped, Kronecker, LowRank
+from dkp.core.inference import LSTMStep
+from dkp.core.lstm import LSTMLayer
+from dkp.core.weights import Dense, Doped, Kronecker, LowRank
+from dkp.kernels import arith, sparse
+from dkp.kernels import step as fused
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -41,7 +42,7 @@ CASES = [
 
 
 def test_cases_cover_both_orders():
-    orders = {K.kron_b_first(m1, n1, m2, n2) for _, _, ((m1, n1), (m2, n2)), _ in CASES}
+    orders = {arith.kron_b_first(m1, n1, m2, n2) for _, _, ((m1, n1), (m2, n2)), _ in CASES}
     assert orders == {True, False}
 
 
@@ -141,14 +142,14 @@ def test_kron_lstm_step_against_its_reference(dtype, rng):
     A = rng.standard_normal((2, 6, 5)).astype(dtype)
     B = rng.standard_normal((2, 2, 3)).astype(dtype)
     S = (rng.standard_normal((12, 15)) * (rng.random((12, 15)) < 0.2)).astype(dtype)
-    ip, ix, v = K.csr_from_dense(S)
+    ip, ix, v = sparse.csr_from_dense(S)
     bias = rng.standard_normal(12).astype(dtype)
     x, h, c = state(3, 12, 3, rng, dtype)
-    ref = K.kron_lstm_step_ref(A, B, ip, ix, v, bias, x, h, c)
+    ref = fused.kron_lstm_step_ref(A, B, ip, ix, v, bias, x, h, c)
     # the entry point accepts factors in any layout (here Kronecker's transposed one)
     At = np.ascontiguousarray(A.transpose(0, 2, 1)).transpose(0, 2, 1)
-    for got in (K.kron_lstm_step(A, B, ip, ix, v, bias, x, h, c),
-                K.kron_lstm_step(At, B, ip, ix, v, bias, x, h, c)):
+    for got in (fused.kron_lstm_step(A, B, ip, ix, v, bias, x, h, c),
+                fused.kron_lstm_step(At, B, ip, ix, v, bias, x, h, c)):
         close(got[0], ref[0], dtype)
         close(got[1], ref[1], dtype)
 
@@ -158,8 +159,8 @@ def test_lstm_cell_against_its_reference(dtype, rng):
     H = 37
     z = (rng.standard_normal((3, 4 * H)) * 6).astype(dtype)   # saturating gates too
     c = (rng.standard_normal((3, H)) * 3).astype(dtype)
-    h1, c1 = K.lstm_cell(z, c)
-    h_ref, c_ref = K.lstm_cell_ref(z.astype(np.float64), c.astype(np.float64))
+    h1, c1 = fused.lstm_cell(z, c)
+    h_ref, c_ref = fused.lstm_cell_ref(z.astype(np.float64), c.astype(np.float64))
     close(h1, h_ref, dtype)
     close(c1, c_ref, dtype)
 
@@ -167,11 +168,11 @@ def test_lstm_cell_against_its_reference(dtype, rng):
 def test_fast_tanh_accuracy_and_special_values():
     x = np.concatenate([np.linspace(-20, 20, 400_001), np.logspace(-30, 1, 2000), -np.logspace(-30, 1, 2000),
                         [0.0, -0.0, 1e-45]]).astype(np.float32)
-    err = np.abs(K.tanh_fast(x).astype(np.float64) - np.tanh(x.astype(np.float64)))
+    err = np.abs(fused.tanh_fast(x).astype(np.float64) - np.tanh(x.astype(np.float64)))
     assert err.max() < 4e-7
     rel = err / np.maximum(np.abs(np.tanh(x.astype(np.float64))), 1e-300)
     assert rel[np.abs(x) > 0].max() < 4e-7        # tiny inputs keep their relative accuracy
-    special = K.tanh_fast(np.array([np.nan, np.inf, -np.inf], np.float32))
+    special = fused.tanh_fast(np.array([np.nan, np.inf, -np.inf], np.float32))
     assert np.isnan(special[0])                   # NaN propagates (fastmath keeps NaN semantics)
     assert special[1] == pytest.approx(1, abs=3e-7) and special[2] == pytest.approx(-1, abs=3e-7)
 

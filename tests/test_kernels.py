@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from nojit import rerun_without_jit
 
-from dkp import kernels as K
+from dkp.kernels import arith, kron, sparse
+from dkp.kernels import step as fused
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -41,26 +42,26 @@ def factors(case, dtype, rng, stored_transposed):
     r, m1, n1, m2, n2 = case
     A = rng.standard_normal((r, m1, n1)).astype(dtype)
     B = rng.standard_normal((r, m2, n2)).astype(dtype)
-    if stored_transposed:  # the layout Kronecker keeps (see dkp.weights.kronecker)
+    if stored_transposed:  # the layout Kronecker keeps (see dkp.core.weights.kronecker)
         A = np.ascontiguousarray(A.transpose(0, 2, 1)).transpose(0, 2, 1)
         B = np.ascontiguousarray(B.transpose(0, 2, 1)).transpose(0, 2, 1)
     return A, B
 
 
 def test_cases_cover_every_path_of_the_forward_kernel():
-    paths = {(K.kron_b_first(m1, n1, m2, n2), m1 >= m2) for _, m1, n1, m2, n2 in KRON_CASES}
+    paths = {(arith.kron_b_first(m1, n1, m2, n2), m1 >= m2) for _, m1, n1, m2, n2 in KRON_CASES}
     assert paths == {(True, True), (True, False), (False, True), (False, False)}
 
 
 def test_numba_kernels_are_compiled_unless_disabled():
-    compiled = hasattr(K._kron_fwd, "py_func")
+    compiled = hasattr(kron._kron_fwd, "py_func")
     assert compiled == (os.environ.get("NUMBA_DISABLE_JIT", "0") != "1")
 
 
 def test_kron_costs_pick_the_cheaper_order():
-    assert K.kron_costs(520, 260, 5, 5) == (260 * 5 * (5 + 520), 520 * 5 * (260 + 5))
-    assert K.kron_b_first(520, 260, 5, 5)
-    assert not K.kron_b_first(5, 5, 520, 260)
+    assert arith.kron_costs(520, 260, 5, 5) == (260 * 5 * (5 + 520), 520 * 5 * (260 + 5))
+    assert arith.kron_b_first(520, 260, 5, 5)
+    assert not arith.kron_b_first(5, 5, 520, 260)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -70,9 +71,9 @@ def test_kron_forward(case, dtype, stored_transposed, rng):
     A, B = factors(case, dtype, rng, stored_transposed)
     for b in BATCHES:
         x = rng.standard_normal((b, A.shape[2] * B.shape[2])).astype(dtype)
-        ref = x.astype(np.float64) @ K.kron_dense(A.astype(np.float64), B.astype(np.float64)).T
-        close(K.kron_matmul_ref(A, B, x), ref, dtype)
-        for f in (K.kron_matmul_numba, K.kron_matmul_blas, K.kron_matmul):
+        ref = x.astype(np.float64) @ kron.kron_dense(A.astype(np.float64), B.astype(np.float64)).T
+        close(kron.kron_matmul_ref(A, B, x), ref, dtype)
+        for f in (kron.kron_matmul_numba, kron.kron_matmul_blas, kron.kron_matmul):
             y = f(A, B, x)
             assert y.dtype == dtype
             close(y, ref, dtype)
@@ -83,8 +84,8 @@ def test_kron_forward_accumulates_into_out(dtype, rng):
     A, B = factors((2, 4, 7, 3, 2), dtype, rng, True)
     x = rng.standard_normal((3, 14)).astype(dtype)
     out = rng.standard_normal((3, 12)).astype(dtype)
-    expected = out + K.kron_matmul_ref(A, B, x)
-    close(K.kron_matmul_numba(A, B, x, out=out, accumulate=True), expected, dtype)
+    expected = out + kron.kron_matmul_ref(A, B, x)
+    close(kron.kron_matmul_numba(A, B, x, out=out, accumulate=True), expected, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -93,9 +94,9 @@ def test_kron_transpose_product(case, dtype, rng):
     A, B = factors(case, dtype, rng, True)
     for b in BATCHES:
         dy = rng.standard_normal((b, A.shape[1] * B.shape[1])).astype(dtype)
-        ref = dy.astype(np.float64) @ K.kron_dense(A.astype(np.float64), B.astype(np.float64))
-        close(K.kron_matmul_t_ref(A, B, dy), ref, dtype)
-        for f in (K.kron_matmul_t_numba, K.kron_matmul_t_blas, K.kron_matmul_t):
+        ref = dy.astype(np.float64) @ kron.kron_dense(A.astype(np.float64), B.astype(np.float64))
+        close(kron.kron_matmul_t_ref(A, B, dy), ref, dtype)
+        for f in (kron.kron_matmul_t_blas, kron.kron_matmul_t):
             dx = f(A, B, dy)
             assert dx.dtype == dtype
             close(dx, ref, dtype)
@@ -107,7 +108,7 @@ def test_kron_grad_ref_against_np_kron(rng):
     A, B = rng.standard_normal((r, m1, n1)), rng.standard_normal((r, m2, n2))
     x, dy = rng.standard_normal((4, n1 * n2)), rng.standard_normal((4, m1 * m2))
     dW = dy.T @ x
-    dA, dB = K.kron_grad_ref(A, B, x, dy)
+    dA, dB = kron.kron_grad_ref(A, B, x, dy)
     for k in range(r):
         for i in range(m1):
             for p in range(n1):
@@ -129,8 +130,8 @@ def test_kron_factor_gradients(case, dtype, rng):
         x = rng.standard_normal((b, A.shape[2] * B.shape[2])).astype(dtype)
         dy = rng.standard_normal((b, A.shape[1] * B.shape[1])).astype(dtype)
         f64 = lambda a: a.astype(np.float64)  # noqa: E731
-        dA_ref, dB_ref = K.kron_grad_ref(f64(A), f64(B), f64(x), f64(dy))
-        for f in (K.kron_grad_numba, K.kron_grad_blas, K.kron_grad):
+        dA_ref, dB_ref = kron.kron_grad_ref(f64(A), f64(B), f64(x), f64(dy))
+        for f in (kron.kron_grad_blas, kron.kron_grad):
             dA, dB = f(A, B, x, dy)
             assert dA.shape == A.shape and dB.shape == B.shape and dA.dtype == dtype
             close(dA, dA_ref, dtype)
@@ -158,46 +159,46 @@ def test_csr_products_and_gradient(dtype, rng):
     for name, S in sparse_cases(rng):
         S = S.astype(dtype)
         m, n = S.shape
-        indptr, indices, values = K.csr_from_dense(S)
+        indptr, indices, values = sparse.csr_from_dense(S)
         assert indices.dtype == np.int32 and indptr.dtype == np.int32
-        assert np.array_equal(K.csr_to_dense(indptr, indices, values, S.shape), S), name
+        assert np.array_equal(sparse.csr_to_dense(indptr, indices, values, S.shape), S), name
         for b in CSR_BATCHES:
             x = rng.standard_normal((b, n)).astype(dtype)
             dy = rng.standard_normal((b, m)).astype(dtype)
             S64, x64, dy64 = S.astype(np.float64), x.astype(np.float64), dy.astype(np.float64)
-            for f in (K.csr_matmul, K.csr_matmul_ref):
+            for f in (sparse.csr_matmul, sparse.csr_matmul_ref):
                 y = f(indptr, indices, values, x, m)
                 assert y.dtype == dtype
                 close(y, x64 @ S64.T, dtype)
-            for f in (K.csr_matmul_t, K.csr_matmul_t_ref):
+            for f in (sparse.csr_matmul_t, sparse.csr_matmul_t_ref):
                 close(f(indptr, indices, values, dy, n), dy64 @ S64, dtype)
             rows, cols = np.nonzero(S)
-            for f in (K.csr_grad, K.csr_grad_ref):
+            for f in (sparse.csr_grad, sparse.csr_grad_ref):
                 g = f(indptr, indices, x, dy)
                 assert g.shape == (len(values),)
                 close(g, (dy64.T @ x64)[rows, cols], dtype)
             out = rng.standard_normal((b, m)).astype(dtype)
-            close(K.csr_matmul(indptr, indices, values, x, m, out=out.copy(), accumulate=True),
+            close(sparse.csr_matmul(indptr, indices, values, x, m, out=out.copy(), accumulate=True),
                   out + x64 @ S64.T, dtype)
 
 
 def test_csr_accepts_int64_indices_and_noncontiguous_inputs(rng):
     S = rng.standard_normal((6, 5)) * (rng.random((6, 5)) < 0.5)
-    indptr, indices, values = K.csr_from_dense(S)
+    indptr, indices, values = sparse.csr_from_dense(S)
     x = rng.standard_normal((5, 10))[:, ::2]          # (5, 5), not contiguous
-    y = K.csr_matmul(indptr.astype(np.int64), indices.astype(np.int64), values, x, 6)
+    y = sparse.csr_matmul(indptr.astype(np.int64), indices.astype(np.int64), values, x, 6)
     close(y, x @ S.T, np.float64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_csr_scatter_writes_only_the_pattern(dtype, rng):
     S = (rng.standard_normal((9, 11)) * (rng.random((9, 11)) < 0.4)).astype(dtype)
-    indptr, indices, values = K.csr_from_dense(S)
+    indptr, indices, values = sparse.csr_from_dense(S)
     out = np.full(S.shape, 7.0, dtype)
-    K.csr_scatter(indptr, indices, values, out)
+    sparse.csr_scatter(indptr, indices, values, out)
     expected = np.where(S != 0, S, dtype(7.0))
     assert np.array_equal(out, expected)
-    assert np.array_equal(K.csr_scatter_ref(indptr, indices, values, np.full(S.shape, 7.0, dtype)), expected)
+    assert np.array_equal(sparse.csr_scatter_ref(indptr, indices, values, np.full(S.shape, 7.0, dtype)), expected)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -206,12 +207,12 @@ def test_fused_doped_kron_forward(case, dtype, rng):
     A, B = factors(case, dtype, rng, True)
     m, n = A.shape[1] * B.shape[1], A.shape[2] * B.shape[2]
     S = (rng.standard_normal((m, n)) * (rng.random((m, n)) < 0.2)).astype(dtype)
-    indptr, indices, values = K.csr_from_dense(S)
+    indptr, indices, values = sparse.csr_from_dense(S)
     for b in (1, 3):
         x = rng.standard_normal((b, n)).astype(dtype)
-        ref = x.astype(np.float64) @ (K.kron_dense(A, B).astype(np.float64) + S).T
-        close(K.doped_kron_matmul_ref(A, B, indptr, indices, values, x), ref, dtype)
-        close(K.doped_kron_matmul(A, B, indptr, indices, values, x), ref, dtype)
+        ref = x.astype(np.float64) @ (kron.kron_dense(A, B).astype(np.float64) + S).T
+        close(fused.doped_kron_matmul_ref(A, B, indptr, indices, values, x), ref, dtype)
+        close(fused.doped_kron_matmul(A, B, indptr, indices, values, x), ref, dtype)
 
 
 @pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="already the no-JIT run")

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from dkp.gradcheck import entrywise
-from dkp.lstm import LSTMLayer
-from dkp.weights import Dense
+from dkp.core.gradcheck import entrywise
+from dkp.core.lstm import LSTMLayer
+from dkp.core.weights import Dense
 
 T, B, IN, H = 5, 3, 4, 6
 

@@ -3,8 +3,8 @@ model, and random directions through all parameters at once, with dropout on (fi
 import numpy as np
 import pytest
 
-from dkp.gradcheck import directional, entrywise
-from dkp.model import LanguageModel
+from dkp.core.gradcheck import directional, entrywise
+from dkp.core.model import LanguageModel
 
 V, H, L, T, B = 13, 5, 2, 4, 3
 
@@ -17,9 +17,9 @@ def make(dropout=0.3, seed=0):
     scale = float(T)  # the trainer's objective: summed over time, averaged over the batch
 
     def loss():  # the same dropout masks at every call
-        return scale * model.forward(x, y, state, rng=np.random.default_rng(99))[0]
+        return scale * model.forward(x, state, y, rng=np.random.default_rng(99)).loss
 
-    _, _, cache = model.forward(x, y, state, rng=np.random.default_rng(99))
+    _, _, _, cache = model.forward(x, state, y, rng=np.random.default_rng(99))
     return model, loss, model.backward(cache, scale=scale)
 
 
@@ -47,10 +47,10 @@ def test_step_by_step_equals_whole_sequence():
     model = LanguageModel(V, H, L, init_scale=0.5, seed=2, dtype=np.float64)
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, V, (7, B)), rng.integers(0, V, (7, B))
-    loss, final, _ = model.forward(x, y, model.zero_state(B))
+    _, loss, final, _ = model.forward(x, model.zero_state(B), y)
     state, losses = model.zero_state(B), []
     for t in range(7):
-        l1, state, _ = model.forward(x[t:t + 1], y[t:t + 1], state)
+        _, l1, state, _ = model.forward(x[t:t + 1], state, y[t:t + 1])
         losses.append(l1)
     assert abs(np.mean(losses) - loss) < 1e-13
     for (h, c), (h2, c2) in zip(final, state):
@@ -61,7 +61,7 @@ def test_step_by_step_equals_whole_sequence():
 def test_loss_of_uniform_model_is_log_vocab():
     model = LanguageModel(V, H, 1, init_scale=0.0, dtype=np.float64)
     x = np.zeros((2, 2), int)
-    loss, _, _ = model.forward(x, x, model.zero_state(2))
+    _, loss, _, _ = model.forward(x, model.zero_state(2), x)
     assert abs(loss - np.log(V)) < 1e-12
 
 
@@ -69,7 +69,7 @@ def test_float32_training_dtype():
     model = LanguageModel(V, H, L)
     assert all(p.dtype == np.float32 for p in model.params.values())
     x = np.zeros((2, 2), int)
-    _, state, cache = model.forward(x, x, model.zero_state(2))
+    _, _, state, cache = model.forward(x, model.zero_state(2), x)
     assert state[0][0].dtype == np.float32
     assert all(g.dtype == np.float32 for g in model.backward(cache).values())
 
@@ -77,3 +77,21 @@ def test_float32_training_dtype():
 def test_bad_dropout():
     with pytest.raises(ValueError, match="dropout must be in"):
         LanguageModel(V, H, L, dropout=1.0)
+
+
+def test_backward_refuses_a_used_cache_and_a_forward_without_targets():
+    """backward turns the cached softmax into the logits' gradient in place, so a second call on the
+    same cache would return wrong gradients: it raises instead; and the first call's gradients equal
+    those of a fresh forward."""
+    model = LanguageModel(11, 5, 2, seed=3, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 11, (4, 2)), rng.integers(0, 11, (4, 2))
+    cache = model.forward(x, model.zero_state(2), y).cache
+    first = model.backward(cache)
+    with pytest.raises(RuntimeError, match="already used by backward"):
+        model.backward(cache)
+    again = model.backward(model.forward(x, model.zero_state(2), y).cache)
+    for name in first:
+        np.testing.assert_array_equal(first[name], again[name])
+    with pytest.raises(ValueError, match="forward with targets"):
+        model.backward(model.forward(x, model.zero_state(2)).cache)

@@ -23,7 +23,7 @@ Claims already covered elsewhere (the notebooks cite these tests next to their a
                                                 tests/test_compress.py::
                                                   test_nearest_kronecker_error_is_the_svd_tail_and_decreases_with_rank,
                                                   test_nearest_kronecker_errors_are_the_relative_svd_tail
-  the Kronecker explorer's numbers == dkp.shapes', invalid splits explained (02)
+  the Kronecker explorer's numbers == dkp.compression.shapes', invalid splits explained (02)
                                                 tests/test_widgets.py
   inference (08): bytes, multiply-adds and FLOP bounds of 2600 x 1300, 0.5 FLOP/B for dense, fit in
   L2 / L3, fused step == layer, committed rows == the matrices, target verdict == the benchmark's
@@ -33,14 +33,14 @@ The tests below cover the rest, with the notebook's own sizes.
 import numpy as np
 import pytest
 
-from dkp import kernels
-from dkp.compress import nearest_kronecker_errors
-from dkp.configs import get_config
-from dkp.data import batchify, bptt_windows
-from dkp.gradcheck import directional
-from dkp.model import LanguageModel
-from dkp.shapes import KronShape, kron_candidates, kron_shape
-from dkp.train import Trainer, build_model
+from dkp.compression.compress import nearest_kronecker_errors
+from dkp.compression.shapes import KronShape, kron_candidates, kron_shape
+from dkp.core.data import batchify, bptt_windows
+from dkp.core.gradcheck import directional
+from dkp.core.model import LanguageModel
+from dkp.kernels import arith
+from dkp.training.configs import get_config
+from dkp.training.loop import Trainer, build_model
 
 
 def ptb_window(ptb, T=20, B=20):
@@ -65,7 +65,7 @@ def test_fresh_model_loss_is_near_log_vocab(ptb):
     """01: a freshly initialised tiny model is nearly uniform over the vocabulary; its cache."""
     x, y = ptb_window(ptb)
     model = LanguageModel(len(ptb.vocab), 64, 1, seed=0)
-    loss, _, cache = model.forward(x, y, model.zero_state(20))
+    _, loss, _, cache = model.forward(x, model.zero_state(20), y)
     assert abs(loss - np.log(len(ptb.vocab))) < 0.05
     assert len(cache["steps"][0]) == 20 and cache["probs"].shape == (20 * 20, len(ptb.vocab))
 
@@ -77,9 +77,9 @@ def ptb_sized_problem(ptb):
     model = LanguageModel(len(ptb.vocab), 32, 2, dropout=0.25, init_scale=0.1, seed=0, dtype=np.float64)
 
     def loss():
-        return 5 * model.forward(x, y, model.zero_state(4), rng=np.random.default_rng(99))[0]
+        return 5 * model.forward(x, model.zero_state(4), y, rng=np.random.default_rng(99)).loss
 
-    _, _, cache = model.forward(x, y, model.zero_state(4), rng=np.random.default_rng(99))
+    _, _, _, cache = model.forward(x, model.zero_state(4), y, rng=np.random.default_rng(99))
     return model, loss, model.backward(cache, scale=5)
 
 
@@ -94,10 +94,10 @@ def test_step_by_step_equals_whole_window_on_ptb(ptb):
     x, y = ptb_window(ptb)
     x, y = x[:, :4], y[:, :4]
     model = LanguageModel(len(ptb.vocab), 32, 2, seed=0, dtype=np.float64)
-    loss, final, _ = model.forward(x, y, model.zero_state(4))
+    _, loss, final, _ = model.forward(x, model.zero_state(4), y)
     state, losses = model.zero_state(4), []
     for t in range(len(x)):
-        step_loss, state, _ = model.forward(x[t:t + 1], y[t:t + 1], state)
+        _, step_loss, state, _ = model.forward(x[t:t + 1], state, y[t:t + 1])
         losses.append(step_loss)
     assert abs(np.mean(losses) - loss) < 1e-12
     assert max(float(np.abs(a - b).max()) for s, f in zip(state, final) for a, b in zip(s, f)) < 1e-12
@@ -152,7 +152,7 @@ def test_row_major_identity_and_both_orders(sides):
     assert ((A @ X) @ B.T == A @ (X @ B.T)).all()
     b_first = n1 * n2 * m2 + m1 * n1 * m2            # X @ B.T, then A @ .
     a_first = m1 * n1 * n2 + m1 * n2 * m2            # A @ X, then . @ B.T
-    assert kernels.kron_costs(m1, n1, m2, n2) == (b_first, a_first)
+    assert arith.kron_costs(m1, n1, m2, n2) == (b_first, a_first)
 
 
 @pytest.mark.parametrize("shape", [PAPER, (256, 128), (800, 400), (6000, 3000), (12, 6)])
@@ -160,7 +160,7 @@ def test_speed_bound_never_exceeds_compression(shape):
     """02: every stored number is used at least once per input row, so multiply-adds >= parameters."""
     m, n = shape
     for c in kron_candidates(shape):
-        assert min(kernels.kron_costs(c.m1, c.n1, c.m2, c.n2)) >= c.m1 * c.n1 + c.m2 * c.n2
+        assert min(arith.kron_costs(c.m1, c.n1, c.m2, c.n2)) >= c.m1 * c.n1 + c.m2 * c.n2
         assert m * n / c.flops <= c.compression * (1 + 1e-12)
 
 

@@ -1,5 +1,5 @@
 """The claims notebooks 05 (co-matrix adaptation) and 06 (co-matrix dropout) assert, as unit tests, with
-the notebooks' own sizes where they are cheap, and the figures and tables they draw (dkp/cmaplots.py).
+the notebooks' own sizes where they are cheap, and the figures and tables they draw (dkp/course/figures/cma.py).
 
 Notebook assert                                                        test
 05  toy branches: S = 0 carries nothing; S = -(A kron B): cosine -1,    test_branch_numbers_of_the_three_toy_cases
@@ -18,7 +18,7 @@ Notebook assert                                                        test
 06  the cmr arms differ only in cmr_p and cmr_variant                   test_cmr_arms_differ_only_in_dropout
 
 Nothing here asserts that co-matrix adaptation, or CMR's benefit, appears in a run: that is an
-empirical question the notebooks leave to dkp.report.effects on the full results.
+empirical question the notebooks leave to dkp.course.report.effects on the full results.
 """
 import matplotlib
 
@@ -28,10 +28,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from dkp import cmaplots as cp  # noqa: E402
-from dkp.experiments import arms, quick, run_one  # noqa: E402
-from dkp.shapes import kron_shape  # noqa: E402
-from dkp.weights import Doped, Kronecker  # noqa: E402
+from dkp.compression.shapes import kron_shape  # noqa: E402
+from dkp.core.weights import Doped, Kronecker  # noqa: E402
+from dkp.course import series  # noqa: E402
+from dkp.course import diagnostics, report
+from dkp.course.catalog import arms, quick
+from dkp.course.experiments import run_one  # noqa: E402
+from dkp.course.figures import cma as cma_figures
 
 SHAPE, DENSITY, P, DRAWS, SEED = (32, 16), 0.25, 0.3, 400, 0      # notebook 06, section 1
 VARIANTS = ("output", "branch", "connect")
@@ -102,34 +105,34 @@ def test_the_cma_record_follows_the_anneal(tiny_runs):
 
 
 def test_cma_figures_and_tables(tiny_result):
-    axes = cp.plot_branch_norms(tiny_result, title="t")
+    axes = cma_figures.plot_branch_norms(tiny_result, title="t")
     for ax in axes:
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
     assert len(axes[0].get_lines()) == 4                 # two arms, two branches each
     plt.close("all")
-    table = cp.cma_table(tiny_result, "doped-kp").splitlines()
+    table = series.cma_table(tiny_result, "doped-kp").splitlines()
     assert len(table) == 1 + len(tiny_result["arms"]["doped-kp"]["runs"][0]["cma"])
-    assert cp.cma_arms(tiny_result) == ["doped-kp", "output-p0.3"]
+    assert series.cma_arms(tiny_result) == ["doped-kp", "output-p0.3"]
 
 
 def test_cmr_sweep_figure_and_table(tiny_result):
-    assert cp.cmr_p_sweep(tiny_result) == [(0.0, "doped-kp"), (0.3, "output-p0.3")]
-    assert cp.cmr_p_sweep(tiny_result, "branch") == [(0.0, "doped-kp")]
-    ax = cp.plot_cmr_sweep(tiny_result)
+    assert series.cmr_p_sweep(tiny_result) == [(0.0, "doped-kp"), (0.3, "output-p0.3")]
+    assert series.cmr_p_sweep(tiny_result, "branch") == [(0.0, "doped-kp")]
+    ax = cma_figures.plot_cmr_sweep(tiny_result)
     assert ax.get_title() and "p" in ax.get_xlabel() and "perplexity" in ax.get_ylabel()
     assert len(ax.get_legend().get_texts()) == 2
     plt.close("all")
-    rows = cp.s_off_table(tiny_result).splitlines()
+    rows = series.s_off_table(tiny_result).splitlines()
     assert len(rows) == 3 and rows[1].startswith("doped-kp")
     r = tiny_result["arms"]["doped-kp"]["runs"][0]
     assert f"{r['cma'][-1]['ppl_s_off'] / r['cma'][-1]['ppl']:.2f}" in rows[1]
 
 
 def test_cma_explorer_figure():
-    from dkp.widgets import CMAState
+    from dkp.course.diagnostics import CMAState
     layers = ({"layer": 0, "norm_structured": 1.0, "norm_sparse": 0.5, "sparse_share": 0.2, "cosine": -0.1},)
     state = CMAState(0.01, 0.01, True, ppl=100.0, nnz=10, layers=layers)
-    fig = cp.plot_cma_explorer(([0.001, 0.01], [150.0, 100.0]), state, 100.0, 300.0, 0.01)
+    fig = cma_figures.plot_cma_explorer(([0.001, 0.01], [150.0, 100.0]), state, 100.0, 300.0, 0.01)
     for ax in fig.axes:
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
     plt.close(fig)
@@ -139,7 +142,7 @@ def test_cma_explorer_figure():
 
 @pytest.fixture(scope="module")
 def stats():
-    return {v: cp.cmr_statistics(doped(v, P), draws=DRAWS, seed=SEED) for v in VARIANTS}
+    return {v: diagnostics.cmr_statistics(doped(v, P), draws=DRAWS, seed=SEED) for v in VARIANTS}
 
 
 def test_cmr_variants_by_construction(stats):
@@ -161,17 +164,17 @@ def test_cmr_keep_rates(stats):
     # other probabilities and seeds too
     for p in (0.1, 0.5):
         for seed in (1, 2):
-            s = cp.cmr_statistics(doped("connect", p, seed=seed), draws=100, seed=seed)
+            s = diagnostics.cmr_statistics(doped("connect", p, seed=seed), draws=100, seed=seed)
             assert abs(s["keep_rate"] - (1 - p)) < 4 * np.sqrt(p * (1 - p) / (100 * s["nnz"]))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_effective_S_without_dropout_is_S(variant):
     W = doped(variant, 0.0)
-    eff = cp.effective_S(W, np.random.default_rng(0), repeats=2)
+    eff = diagnostics.effective_S(W, np.random.default_rng(0), repeats=2)
     assert np.allclose(eff, W.sparse_dense(), atol=1e-12)
     W = doped(variant, 0.5)
-    assert np.allclose(cp.effective_S(W, np.random.default_rng(0), training=False), W.sparse_dense(), atol=1e-12)
+    assert np.allclose(diagnostics.effective_S(W, np.random.default_rng(0), training=False), W.sparse_dense(), atol=1e-12)
     assert W.training is False                            # the flag is restored
 
 
@@ -179,12 +182,12 @@ def test_relative_noise_of_element_wise_dropout():
     """sqrt(p / (1 - p)) in expectation: checked loosely, many draws."""
     x = np.random.default_rng(5).standard_normal((20, SHAPE[1]))
     for p in (0.2, 0.5):
-        assert cp.relative_noise(doped("output", p), x, draws=300) == pytest.approx(np.sqrt(p / (1 - p)), rel=0.05)
-    assert cp.relative_noise(doped("output", 0.0), x, draws=3) < 1e-12     # no dropout: S x (up to round-off)
+        assert diagnostics.relative_noise(doped("output", p), x, draws=300) == pytest.approx(np.sqrt(p / (1 - p)), rel=0.05)
+    assert diagnostics.relative_noise(doped("output", 0.0), x, draws=3) < 1e-12     # no dropout: S x (up to round-off)
 
 
 def test_cmr_noise_figure():
-    ax = cp.plot_cmr_noise([0.1, 0.5], {"output": [0.3, 1.0], "branch": [0.3, 1.1]}, title="t")
+    ax = cma_figures.plot_cmr_noise([0.1, 0.5], {"output": [0.3, 1.0], "branch": [0.3, 1.1]}, title="t")
     assert ax.get_title() == "t" and ax.get_xlabel() and ax.get_ylabel() and len(ax.get_legend().get_texts()) == 3
     plt.close("all")
 
@@ -199,20 +202,20 @@ def test_cmr_arms_differ_only_in_dropout():
 
 
 def test_effect_text():
-    from dkp.report import effects
-    missing = cp.effect_text(next(e for e in effects({}) if e["claim"].startswith("3.")))
+    from dkp.course.report import effects
+    missing = report.effect_text(next(e for e in effects({}) if e["claim"].startswith("3.")))
     assert "-> not measured" in missing and "not run yet: cma" in missing
     e = {"claim": "4. CMR fixes it", "holds": False, "relative": -0.0123, "difference": -1.5, "threshold": 3.0,
          "beyond_spread": False, "arm": "output-p0.3", "without": (100.0, 1.0, 3), "with": (98.5, 1.2, 3)}
-    text = cp.effect_text(e).splitlines()
+    text = report.effect_text(e).splitlines()
     assert text[:2] == ["4. CMR fixes it", "  -> does not hold"]
     assert "     relative: -1.2%" in text and "     beyond_spread: False" in text
     assert "     with: 98.50 ± 1.20 (mean ± sd over 3 seeds)" in text
-    assert "lowest: 1.0, 2.5" in cp.effect_text({"claim": "3.", "holds": True, "lowest": [1.0, 2.5]})
+    assert "lowest: 1.0, 2.5" in report.effect_text({"claim": "3.", "holds": True, "lowest": [1.0, 2.5]})
 
 
 def test_untrained_runs_are_those_far_above_the_best_arm():
-    from dkp.report import untrained_runs
+    from dkp.course.report import untrained_runs
 
     def arm(*finals):
         runs = [{"seed": i, "final_valid_ppl": v, "valid_ppl": [2 * v, v]} for i, v in enumerate(finals)]

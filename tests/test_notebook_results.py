@@ -19,7 +19,7 @@ small configs and short slices of PTB, never a full experiment.
   07: every methods arm meets the target after its anneal         test_methods_arms_meet_the_target
   03, 04, 07: the live runs finish with finite perplexity, doped
       arms with S at its target density                           test_short_runs_finish_with_finite_perplexity
-  03, 04, 07: the verdict printed (dkp.report.effects) equals the
+  03, 04, 07: the verdict printed (dkp.course.report.effects) equals the
       notebook's recomputation from the individual runs           test_verdicts_match_a_recomputation_from_the_runs
 """
 from pathlib import Path
@@ -28,19 +28,21 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from dkp import experiments as ex
-from dkp import io
-from dkp.doping import Annealer, doped_layers, needs_annealing
-from dkp.report import effects, recipe_search
-from dkp.shapes import RTOL, KronShape, kron_candidates
-from dkp.train import Trainer, build_model, layer_report
-from dkp.weights import Doped
-from dkp.weights.sparse import csr_nbytes, n_keep
+from dkp.compression.anneal import Annealer, doped_layers, needs_annealing
+from dkp.compression.shapes import RTOL, KronShape, kron_candidates
+from dkp.core import io
+from dkp.core.weights import Doped
+from dkp.core.weights.sparse import csr_nbytes, n_keep
+from dkp.course import catalog
+from dkp.course import experiments as ex
+from dkp.course.report import effects, recipe_search
+from dkp.training.evaluate import layer_report
+from dkp.training.loop import Trainer, build_model
 
 V = 10_000
-COURSE = ex.SCALES["course"]
+COURSE = catalog.SCALES["course"]
 TARGET, DOPING = COURSE["compression"], COURSE["doping"]
-MEETS = TARGET * (1 - RTOL)          # dkp.shapes' rule: a compression "meets" the target
+MEETS = TARGET * (1 - RTOL)          # dkp.compression.shapes' rule: a compression "meets" the target
 
 
 def sized(config, reference_hidden):
@@ -49,19 +51,19 @@ def sized(config, reference_hidden):
     if needs_annealing(config):
         annealer = Annealer(config, steps_per_epoch=100)
         annealer(SimpleNamespace(model=model, optimizer=None), annealer.end)
-    return model, ex.lstm_size(layer_report(model), reference_hidden)
+    return model, catalog.lstm_size(layer_report(model), reference_hidden)
 
 
 def arms_at(name, quick):
-    arms = ex.arms(name)
+    arms = catalog.arms(name)
     if quick:
-        return {a: ex.quick(c) for a, c in arms.items()}, ex.quick(COURSE["base"]).hidden
+        return {a: catalog.quick(c) for a, c in arms.items()}, catalog.quick(COURSE["base"]).hidden
     return arms, COURSE["base"].hidden
 
 
 def tiny(config):
     """The quick config on a much shorter slice: 10 steps an epoch, the same anneal fractions."""
-    return ex.quick(config).with_(train_tokens=4_000, eval_tokens=2_000)
+    return catalog.quick(config).with_(train_tokens=4_000, eval_tokens=2_000)
 
 
 def test_kp_loss_arms_at_the_course_scale():
@@ -81,7 +83,7 @@ def test_quick_arms_meet_the_target():
 
 
 def test_kp_rank_is_the_product_of_the_factor_ranks():
-    W = build_model(ex.arms("kp-loss")["kp"], V, seed=0).layers[0].W
+    W = build_model(catalog.arms("kp-loss")["kp"], V, seed=0).layers[0].W
     (m1, n1), (m2, n2) = W.factors
     bound = KronShape(m1, n1, m2, n2).max_rank
     assert bound <= min(W.shape)
@@ -98,14 +100,14 @@ def test_each_arm_uses_the_better_recipe():
     assert all(r["better"] for r in rows), rows
 
 
-@pytest.mark.parametrize("name", ex.EXPERIMENTS)
+@pytest.mark.parametrize("name", catalog.EXPERIMENTS)
 def test_committed_results_are_this_codes_arms(name):
     """data/results/NAME.json holds every arm of NAME with the config this code gives it, three
     seeds (one for the recipe search), so the notebooks' loaded numbers are those of these arms and
     rerunning an experiment skips what is committed."""
     result = io.load_json(Path(__file__).resolve().parents[1] / "data" / "results" / f"{name}.json")
     assert result["experiment"] == name and result["scale"] == "course" and not result["quick"]
-    for arm, config in ex.arms(name).items():
+    for arm, config in catalog.arms(name).items():
         assert result["arms"][arm]["config"] == config.to_dict(), arm
         assert result["arms"][arm]["seeds"] == list(range(1 if name == "recipes" else 3)), arm
 
@@ -123,7 +125,7 @@ def test_recipe_search_flags_a_worse_recipe():
 
 
 def test_doped_storage_is_kp_plus_csr():
-    model, size = sized(ex.arms("doping")["doped-kp"], COURSE["base"].hidden)
+    model, size = sized(catalog.arms("doping")["doped-kp"], COURSE["base"].hidden)
     for _, W in doped_layers(model):
         m, n = W.shape
         item = W.dtype.itemsize
@@ -153,7 +155,7 @@ def test_methods_arms_meet_the_target(quick):
 
 def test_annealer_reaches_the_target_density():
     """04's dry run at the course scale, on a shorter epoch (the schedule is in fractions of an epoch)."""
-    config = ex.arms("doping")["doped-kp"]
+    config = catalog.arms("doping")["doped-kp"]
     steps_per_epoch = 200
     annealer = Annealer(config, steps_per_epoch)
     model = build_model(config, V, seed=0)
@@ -172,9 +174,9 @@ def test_annealer_reaches_the_target_density():
 def test_density_recorded_in_training_reaches_the_target(ptb):
     recorded = []
     hook = lambda trainer, step: recorded.append([W.density for _, W in doped_layers(trainer.model)])  # noqa: E731
-    trainer = Trainer(tiny(ex.arms("doping")["doped-kp-cmr"]), seed=0, corpus=ptb, progress=False, hooks=[hook])
+    trainer = Trainer(tiny(catalog.arms("doping")["doped-kp-cmr"]), seed=0, corpus=ptb, progress=False, hooks=[hook])
     metrics = trainer.run()
-    rec, a = np.array(recorded), trainer.annealer
+    rec, a = np.array(recorded), trainer.find_hook(Annealer)
     assert rec.shape == (trainer.step, 2)
     assert np.all(rec[0] == 1.0) and np.all(np.diff(rec, axis=0) <= 0)
     assert np.all(np.abs(rec[a.end:] - DOPING) < 1e-3)
@@ -185,7 +187,7 @@ def test_short_runs_finish_with_finite_perplexity():
     """Every kind of arm of kp-loss, doping and methods, trained by the experiments' own run_one."""
     configs = {}
     for name in ("kp-loss", "doping", "methods"):
-        for arm, config in ex.arms(name).items():
+        for arm, config in catalog.arms(name).items():
             key = tuple(sorted((k, v) for k, v in config.to_dict().items() if k != "name"))
             configs.setdefault(key, (f"{name}/{arm}", tiny(config)))
     for label, config in configs.values():

@@ -1,6 +1,6 @@
 """The verdicts notebooks 05 and 06 print, as stored in the committed notebooks, are the ones the
 committed results give today: each notebook's verdict cells (marked `# VERDICTS`) print
-`dkp.search.verdict_text` and `dkp.cmaplots.effect_text` lines, and this test recomputes every one
+`dkp.course.search.verdict_text` and `dkp.course.report.effect_text` lines, and this test recomputes every one
 of them from data/results/ and finds it in the stored output. A rerun of the search that changes a
 verdict fails here until the notebooks are re-executed (and their prose, which the notebooks'
 asserts tie to the verdicts, is updated)."""
@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dkp import search
-from dkp.cmaplots import effect_text
-from dkp.report import effects, load_results
+from dkp.course import search
+from dkp.course.report import effect_text, effects, load_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "data" / "results"

@@ -5,7 +5,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dkp.plots import plot_training_curves  # noqa: E402
+from dkp.course.figures.curves import plot_training_curves  # noqa: E402
 
 METRICS = {"train_ppl": [800.0, 300.0, 200.0], "valid_ppl": [400.0, 320.0, 290.0]}
 
@@ -30,7 +30,7 @@ def test_a_single_line_has_no_legend_and_missing_keys_are_skipped():
 def test_kron_heatmaps_are_labelled_and_draw_the_block_grid():
     import numpy as np
 
-    from dkp.plots import plot_kron_heatmaps
+    from dkp.course.figures.kronecker import plot_kron_heatmaps
 
     A, B = np.arange(6.0).reshape(3, 2), np.ones((4, 3))
     fig = plot_kron_heatmaps(A, B)
@@ -49,8 +49,8 @@ def test_kron_heatmaps_are_labelled_and_draw_the_block_grid():
 def test_kron_tradeoff_and_error_plots_are_labelled():
     import numpy as np
 
-    from dkp.plots import plot_kron_tradeoff, plot_nearest_kronecker_errors
-    from dkp.shapes import kron_candidates, kron_shape
+    from dkp.compression.shapes import kron_candidates, kron_shape
+    from dkp.course.figures.kronecker import plot_kron_tradeoff, plot_nearest_kronecker_errors
 
     shape = (2600, 1300)
     ax = plot_kron_tradeoff(kron_candidates(shape), shape, picks={"rank rule": kron_shape(shape, 25)}, target=25)
@@ -70,7 +70,7 @@ def test_kron_tradeoff_and_error_plots_are_labelled():
 
 
 def test_density_plot_is_labelled_with_target_and_window():
-    from dkp.plots import plot_density
+    from dkp.course.figures.curves import plot_density
 
     ax = plot_density({"schedule": ([0, 1, 2], [1.0, 0.1, 0.01]), "recorded": ([0, 1, 2], [1.0, 0.2, 0.01])},
                       target=0.01, window=(0, 2), xlabel="epoch (passes over the training tokens)", title="demo")
@@ -85,8 +85,8 @@ def test_density_plot_is_labelled_with_target_and_window():
 
 
 def test_storage_plot_counts_csr_bytes():
-    from dkp.plots import plot_storage
-    from dkp.weights.sparse import csr_nbytes
+    from dkp.core.weights.sparse import csr_nbytes
+    from dkp.course.figures.curves import plot_storage
 
     ax = plot_storage((8, 4), [0.25, 1.0], structured_bytes={"KP": 40})
     csr, dense = ax.lines[0], ax.lines[1]
@@ -98,7 +98,7 @@ def test_storage_plot_counts_csr_bytes():
 
 
 def test_relative_loss_bars_mark_missing_values():
-    from dkp.plots import plot_relative_loss
+    from dkp.course.figures.curves import plot_relative_loss
 
     ax = plot_relative_loss({"paper": {"kp": 1.4, "lmf": 27.0}, "ours": {"kp": 3.0, "lmf": None}}, title="demo")
     assert len(ax.patches) == 3                             # the missing value has no bar

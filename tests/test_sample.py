@@ -1,11 +1,11 @@
-"""Sampling: logits agree with the model's forward, seeded reproducibility, ids in the vocabulary,
+"""Sampling: the forward pass without targets gives the logits behind the loss, seeded reproducibility, ids in the vocabulary,
 temperature -> 0 is the argmax, draws follow softmax(scores / temperature), bad arguments named."""
 import numpy as np
 import pytest
 
-from dkp.data import Vocab
-from dkp.model import LanguageModel
-from dkp.sample import draw, generate, logits, sample
+from dkp.core.data import Vocab
+from dkp.core.model import LanguageModel
+from dkp.core.sample import draw, generate, sample
 
 V, H, L = 13, 8, 2
 
@@ -14,12 +14,15 @@ def make(seed=0):
     return LanguageModel(V, H, L, init_scale=0.8, seed=seed, dtype=np.float64)
 
 
-def test_logits_agree_with_the_model_forward():
+def test_forward_without_targets_gives_the_logits_behind_the_loss():
     model = make()
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, V, (6, 3)), rng.integers(0, V, (6, 3))
-    loss, final, cache = model.forward(x, y, model.zero_state(3))
-    scores, state = logits(model, x, model.zero_state(3))
+    with_targets = model.forward(x, model.zero_state(3), y)
+    loss, final, cache = with_targets.loss, with_targets.state, with_targets.cache
+    scores, no_loss, state, no_cache = model.forward(x, model.zero_state(3))
+    assert no_loss is None and no_cache is None
+    np.testing.assert_array_equal(scores, with_targets.logits)
     assert scores.shape == (6, 3, V)
     logp = scores - scores.max(axis=2, keepdims=True)
     logp -= np.log(np.exp(logp).sum(axis=2, keepdims=True))
@@ -50,7 +53,7 @@ def test_temperature_to_zero_is_the_argmax():
     # the same greedy continuation, token by token, from the model's own forward pass
     state, tok, expected = model.zero_state(1), 4, []
     for _ in range(25):
-        _, state, cache = model.forward(np.array([[tok]]), np.array([[0]]), state)
+        _, _, state, cache = model.forward(np.array([[tok]]), state, np.array([[0]]))
         tok = int(np.argmax(cache["probs"][0]))
         expected.append(tok)
     np.testing.assert_array_equal(greedy, expected)

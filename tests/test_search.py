@@ -1,16 +1,17 @@
 """The co-matrix adaptation search: its arms, what its runs record, and the metrics and verdicts of
-dkp.search on hand-made results whose answers are known."""
+dkp.course.search on hand-made results whose answers are known."""
 import pytest
 
-from dkp import experiments as ex
-from dkp import search
+from dkp.course import catalog
+from dkp.course import experiments as ex
+from dkp.course import search
 
-P = ex.SCALES["course"]["cmr_p"]
+P = catalog.SCALES["course"]["cmr_p"]
 
 
 # --- the arms ------------------------------------------------------------------------------------------
 def test_each_family_changes_only_what_it_tests():
-    doped = ex.arms("doping")["doped-kp"].to_dict()
+    doped = catalog.arms("doping")["doped-kp"].to_dict()
     allowed = {
         "cma-timing": {"anneal_start", "anneal_end", "anneal_s"},
         "cma-density": {"anneal_start", "anneal_end", "doping"},
@@ -19,47 +20,47 @@ def test_each_family_changes_only_what_it_tests():
         "cmr-branch": {"cmr_p", "cmr_variant", "cmr_schedule", "cmr_rescale"},
     }
     for family, fields in allowed.items():
-        for arm, config in ex.search_arms(family).items():
+        for arm, config in catalog.search_arms(family).items():
             changed = {k for k, v in config.to_dict().items() if doped[k] != v}
             assert changed <= fields, (family, arm, changed)
 
 
 def test_shared_arms_are_one_config():
     """late-short and early-long appear in several families with one config, so their runs are shared."""
-    late = {ex._key(ex.search_arms(f)["late-short"].to_dict()) for f in ("cma-timing", "cma-density", "cma-init",
+    late = {ex._key(catalog.search_arms(f)["late-short"].to_dict()) for f in ("cma-timing", "cma-density", "cma-init",
                                                                           "cmr-schedule")}
-    early = {ex._key(ex.search_arms(f)["early-long"].to_dict()) for f in ("cma-timing", "cma-init", "cmr-branch")}
+    early = {ex._key(catalog.search_arms(f)["early-long"].to_dict()) for f in ("cma-timing", "cma-init", "cmr-branch")}
     assert len(late) == 1 and len(early) == 1
-    assert ex.search_arms("cma-timing")["early-long"] == ex.arms("cma")["doped-kp"]   # the course's arm
+    assert catalog.search_arms("cma-timing")["early-long"] == catalog.arms("cma")["doped-kp"]   # the course's arm
 
 
 def test_the_windows_and_the_long_scale():
-    timing = ex.search_arms("cma-timing")
-    for name, (a, b) in ex.WINDOWS.items():
+    timing = catalog.search_arms("cma-timing")
+    for name, (a, b) in catalog.WINDOWS.items():
         assert (timing[name].anneal_start, timing[name].anneal_end) == (a, b)
     assert not timing["hold"].anneal_s
-    long = ex.search_arms("cma-long")
+    long = catalog.search_arms("cma-long")
     assert {c.train_tokens for c in long.values()} == {0} and {c.epochs for c in long.values()} == {3}
     assert long["kp"].optimizer == "adam" and long["dense"].optimizer == "sgd"   # each kind's recipe
 
 
 def test_quick_keeps_a_searched_window():
-    late = ex.search_arms("cma-timing")["late-short"]
-    q = ex.quick(late)
-    assert (q.anneal_start, q.anneal_end) == (1.5, 1.75) and q.train_tokens == ex.QUICK["train_tokens"]
-    course = ex.quick(ex.arms("cma")["doped-kp"])
-    assert (course.anneal_start, course.anneal_end) == (ex.QUICK["anneal_start"], ex.QUICK["anneal_end"])
-    assert ex.quick(ex.search_arms("cma-long")["dense"]).epochs == 3
+    late = catalog.search_arms("cma-timing")["late-short"]
+    q = catalog.quick(late)
+    assert (q.anneal_start, q.anneal_end) == (1.5, 1.75) and q.train_tokens == catalog.QUICK["train_tokens"]
+    course = catalog.quick(catalog.arms("cma")["doped-kp"])
+    assert (course.anneal_start, course.anneal_end) == (catalog.QUICK["anneal_start"], catalog.QUICK["anneal_end"])
+    assert catalog.quick(catalog.search_arms("cma-long")["dense"]).epochs == 3
 
 
 def test_unknown_experiment_names_the_choices():
     with pytest.raises(ValueError, match="cma-timing"):
-        ex.experiment_arms("cma-nope")
-    assert ex.default_out("cma-timing").endswith("cma-search") and ex.default_out("doping").endswith("results")
+        catalog.experiment_arms("cma-nope")
+    assert catalog.default_out("cma-timing").endswith("cma-search") and catalog.default_out("doping").endswith("results")
 
 
 def test_a_search_run_records_what_the_plan_measures(ptb):
-    config = ex.quick(ex.search_arms("cmr-schedule")[f"output-p{P:g}-threshold"]).with_(
+    config = catalog.quick(catalog.search_arms("cmr-schedule")[f"output-p{P:g}-threshold"]).with_(
         hidden=20, train_tokens=8_000, eval_tokens=2_000)
     probes = dict(ex.SEARCH_PROBES, tokens=1_000, stats_tokens=300)
     r = ex.run_one(config.to_dict(), 0, probes)
@@ -77,7 +78,7 @@ def test_a_search_run_records_what_the_plan_measures(ptb):
 
 # --- metrics and verdicts on hand-made results --------------------------------------------------------
 def run(seed, final, start, end, *, off=None, pruned=None, end_epoch=1.75, probe=None, diverged=False):
-    """A run record with the fields dkp.search reads."""
+    """A run record with the fields dkp.course.search reads."""
     if diverged:
         return {"seed": seed, "diverged": "the training loss became nan", "layers": []}
     return {"seed": seed, "final_valid_ppl": final, "test_ppl": final, "layers": [],
@@ -90,7 +91,7 @@ def run(seed, final, start, end, *, off=None, pruned=None, end_epoch=1.75, probe
 
 
 def family(arms, configs=None):
-    base = ex.search_arms("cma-timing")["late-short"].to_dict()
+    base = catalog.search_arms("cma-timing")["late-short"].to_dict()
     out = {"arms": {}}
     for arm, runs in arms.items():
         entry = {"config": {**base, **(configs or {}).get(arm, {})}, "runs": runs}
@@ -172,18 +173,19 @@ def test_search_figures_are_labelled_and_show_the_means():
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from dkp import cmaplots
+    from dkp.course import series
+    from dkp.course.figures import cma as cma_figures
     late = [run(s, 200, 190, 230 + s) for s in range(3)]
     for r in late:
         r["probes"] = [{"step": 10 * k, "epoch": k / 4, "ppl": 300 - 10 * k + r["seed"]} for k in range(1, 9)]
         r["loss_trace"] = [[25, 6.0], [50, 5.5 + 0.1 * r["seed"]]]
     res = family({"late-short": late, "hold": [dict(r) for r in late]}, {"hold": {"anneal_s": False}})
-    epochs, mean, sd, n = cmaplots.probe_series(res, "late-short")
+    epochs, mean, sd, n = series.probe_series(res, "late-short")
     assert n == 3 and list(epochs) == [k / 4 for k in range(1, 9)]
     assert np.allclose(mean, [300 - 10 * k + 1 for k in range(1, 9)]) and np.allclose(sd, 1.0)
-    s = cmaplots.anneal_series(res, "late-short")
+    s = series.anneal_series(res, "late-short")
     assert np.allclose(s["ppl"][0], [190, 231, 200]) and np.allclose(s["ppl"][1], [0, 1, 0])
-    for ax in (cmaplots.plot_probe_curves(res), cmaplots.plot_anneal_curve(res, arms=["late-short"]),
-               cmaplots.plot_loss_traces(res)):
+    for ax in (cma_figures.plot_probe_curves(res), cma_figures.plot_anneal_curve(res, arms=["late-short"]),
+               cma_figures.plot_loss_traces(res)):
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
         plt.close(ax.figure)

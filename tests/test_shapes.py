@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from dkp import shapes
-from dkp.schedules import cubic_schedule
+from dkp.compression import shapes
+from dkp.compression.schedules import cubic_schedule
 
 PAPER = (2600, 1300)   # Zaremba medium: 4H x 2H, H = 650
 

@@ -1,4 +1,4 @@
-"""Notebook 08 (inference speed): the claims it asserts, with its sizes, and dkp.speedplots' loader,
+"""Notebook 08 (inference speed): the claims it asserts, with its sizes, and dkp.course.speed' loader,
 table formatters, target verdicts and figures. No timing is asserted anywhere.
 
 Claims of 08 and where they are tested:
@@ -18,10 +18,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from dkp import kernels, shapes  # noqa: E402
-from dkp import speedplots as sp  # noqa: E402
-from dkp.inference import LSTMStep  # noqa: E402
-from dkp.lstm import LSTMLayer  # noqa: E402
+from dkp.compression import shapes  # noqa: E402
+from dkp.core.inference import LSTMStep  # noqa: E402
+from dkp.core.lstm import LSTMLayer  # noqa: E402
+from dkp.course import bench as bench_module  # noqa: E402
+from dkp.course import speed as sp  # noqa: E402
+from dkp.course.figures import speed as speed_figures  # noqa: E402
+from dkp.kernels import arith  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "data" / "results" / "inference.json"
@@ -30,7 +33,7 @@ M, N = 2600, 1300
 
 @pytest.fixture(scope="module")
 def bench():
-    return sp.benchmark_module(REPO)
+    return bench_module
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,7 @@ def test_bytes_macs_and_flop_bounds_of_the_paper_matrix(bench, methods):
         k = shapes.kron_shape((M, N), 25, prefer=prefer)
         assert (k.m1, k.n1, k.m2, k.n2) == sides and k.flops == macs
         kp = methods[bench.kp_label(k, prefer)]
-        assert kp.macs == macs == min(kernels.kron_costs(*sides)) and kp.n_bytes == n_bytes == 4 * k.n_params
+        assert kp.macs == macs == min(arith.kron_costs(*sides)) and kp.n_bytes == n_bytes == 4 * k.n_params
         assert kp.flop_bound == M * N / macs < k.compression
         doped = methods[f"doped {bench.kp_label(k, prefer)[3:]} +1.0%"]
         assert doped.W.nnz == 33_800 and doped.macs == macs + 33_800
@@ -175,7 +178,7 @@ def test_short_names():
 
 
 def test_speedup_figure_is_labelled(record):
-    fig = sp.plot_speedup_vs_bound(record["rows"])
+    fig = speed_figures.plot_speedup_vs_bound(record["rows"])
     assert fig._suptitle.get_text()
     assert len(fig.axes) == 2
     for ax, cache in zip(fig.axes, sp.CACHES):
@@ -185,14 +188,14 @@ def test_speedup_figure_is_labelled(record):
     assert "speed-up" in fig.axes[0].get_ylabel() and "(x, log scale)" in fig.axes[0].get_ylabel()
     legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
     assert legend == ["y = x (speed-up = FLOP bound)", "layer step (LSTMLayer.forward)",
-                      "fused step (dkp.inference.LSTMStep)", "target 6x", "target 10x"]
+                      "fused step (dkp.core.inference.LSTMStep)", "target 6x", "target 10x"]
     x, y = fig.axes[0].lines[0].get_data()
     assert list(x) == list(y)                                   # the reference line is y = x
     plt.close(fig)
 
 
 def test_roofline_is_labelled(record):
-    fig = sp.plot_roofline(record["rows"])
+    fig = speed_figures.plot_roofline(record["rows"])
     ax = fig.axes[0]
     assert ax.get_title() and ax.get_xscale() == ax.get_yscale() == "log"
     assert "FLOP per byte" in ax.get_xlabel() and "GFLOP/s" in ax.get_ylabel()

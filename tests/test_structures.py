@@ -3,12 +3,12 @@ float64 gradient checks of the whole model for every matrix type, and resume wit
 import numpy as np
 import pytest
 
-from dkp.configs import get_config
-from dkp.gradcheck import directional, entrywise
-from dkp.model import LanguageModel
-from dkp.structures import gate_factory
-from dkp.train import train
-from dkp.weights import Doped, Hybrid, Kronecker, LowRank, Pruned
+from dkp.compression.structures import gate_factory
+from dkp.core.gradcheck import directional, entrywise
+from dkp.core.model import LanguageModel
+from dkp.core.weights import Doped, Hybrid, Kronecker, LowRank, Pruned
+from dkp.training.configs import get_config
+from dkp.training.loop import train
 
 V, H, T, B = 11, 8, 3, 2
 BASE = get_config("tiny").with_(hidden=H, layers=2)
@@ -50,12 +50,12 @@ def test_whole_model_gradients_for_every_matrix_type(name):
         r = np.random.default_rng(7)  # the same CMR masks at every call
         for layer in model.layers:
             layer.W.begin_batch(r)
-        return model.forward(x, y, state)
+        return model.forward(x, state, y)
 
     def loss():
-        return T * forward()[0]
+        return T * forward().loss
 
-    _, _, cache = forward()
+    cache = forward().cache
     grads = model.backward(cache, scale=T)
     params = model.params
     assert set(grads) == set(params)

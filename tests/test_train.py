@@ -6,10 +6,11 @@ import sys
 import numpy as np
 import pytest
 
-from dkp import io
 from dkp.__main__ import main
-from dkp.configs import get_config
-from dkp.train import CHECKPOINT, METRICS, Trainer, TrainingDiverged, train
+from dkp.core import io
+from dkp.training.checkpoint import CHECKPOINT
+from dkp.training.configs import get_config
+from dkp.training.loop import METRICS, Trainer, TrainingDiverged, train
 
 QUICK = get_config("tiny").with_(train_tokens=40_000, eval_tokens=6_000, epochs=2, hidden=32)
 

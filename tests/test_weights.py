@@ -2,10 +2,9 @@
 import numpy as np
 import pytest
 
-from dkp import kernels
-from dkp.gradcheck import entrywise, rel_error
-from dkp.weights import (Doped, Hybrid, Kronecker, LowRank, Pruned, check_factors,
-                         stack_caches)
+from dkp.core.gradcheck import entrywise, rel_error
+from dkp.core.weights import Doped, Hybrid, Kronecker, LowRank, Pruned, check_factors, stack_caches
+from dkp.kernels import sparse
 
 M, N = 12, 10
 SCALE = 0.5
@@ -354,7 +353,7 @@ def test_cmr_connect_masks_the_values(rng):
     assert c.shape == (D.nnz,) and set(np.unique(c)) == {0.0, 1 / (1 - p)}
     assert abs((c > 0).mean() - (1 - p)) < 0.03              # 6,000 draws: sd 0.006
     y, cache = D.forward(x)
-    S_eff = kernels.csr_to_dense(D.indptr, D.indices, D.params["S"] * c, D.shape)
+    S_eff = sparse.csr_to_dense(D.indptr, D.indices, D.params["S"] * c, D.shape)
     assert np.allclose(y, D.structured_forward(x) + x @ S_eff.T, atol=1e-12)
     g = D.backward_params(dy, cache)["S"]
     assert np.all(g[c == 0] == 0) and np.any(g[c > 0] != 0)
@@ -388,7 +387,7 @@ def test_cmr_without_rescaling_keeps_S_unscaled(variant, rng):
         if variant == "connect":
             c = D._connect
             assert set(np.unique(c)) <= {0.0, 1.0}
-            S_eff = kernels.csr_to_dense(D.indptr, D.indices, D.params["S"] * c, D.shape)
+            S_eff = sparse.csr_to_dense(D.indptr, D.indices, D.params["S"] * c, D.shape)
             assert np.allclose(y, struct + x @ S_eff.T, atol=1e-12)
         else:
             mask = cache[-1]

@@ -1,4 +1,4 @@
-"""The explorers of dkp.widgets, driven without a browser: set widget values from code, as a student
+"""The explorers of dkp.course.widgets, driven without a browser: set widget values from code, as a student
 moving a slider would, and check the state, the text shown and the figures (none leaked)."""
 import matplotlib
 
@@ -8,8 +8,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from dkp import widgets  # noqa: E402
-from dkp.shapes import KronShape, kron_candidates, kron_shape  # noqa: E402
+from dkp.compression import kron_view
+from dkp.compression.shapes import KronShape, kron_candidates, kron_shape  # noqa: E402
+from dkp.course import widgets  # noqa: E402
+from dkp.course import diagnostics
 
 PAPER = (2600, 1300)
 
@@ -38,7 +40,7 @@ def test_divisors():
 def test_state_agrees_with_shapes_for_every_split(shape, rank):
     m, n = shape
     for k in kron_candidates(shape, rank):
-        s = widgets.kron_state(m, n, k.m1, k.n1, k.m2, k.n2, rank)
+        s = kron_view.kron_state(m, n, k.m1, k.n1, k.m2, k.n2, rank)
         assert s.valid and s.kron == k
         assert s.compression == k.compression and s.n_params == k.n_params
         assert s.flops == k.flops == min(s.flops_b_first, s.flops_a_first)
@@ -48,7 +50,7 @@ def test_state_agrees_with_shapes_for_every_split(shape, rank):
 
 
 def test_paper_state_and_text():
-    s = widgets.kron_state(*PAPER, 520, 260, 5, 5)
+    s = kron_view.kron_state(*PAPER, 520, 260, 5, 5)
     assert s.kron == kron_shape(PAPER, 25)
     assert (s.flops_b_first, s.flops_a_first, s.cheaper) == (682_500, 689_000, "B first")
     assert s.max_rank == 1300 and s.full_rank and s.dense_flops == 3_380_000
@@ -64,7 +66,7 @@ def test_paper_state_and_text():
     ((16, 8, "four", 2, 4, 4), ["integers"]),
 ])
 def test_invalid_combinations_explain_instead_of_raising(args, words):
-    s = widgets.kron_state(*args)
+    s = kron_view.kron_state(*args)
     assert not s.valid and s.compression is None
     for word in words:
         assert word in s.error
@@ -73,8 +75,8 @@ def test_invalid_combinations_explain_instead_of_raising(args, words):
 
 
 def test_rank_zero_and_needless_rank():
-    assert "at least 1" in widgets.kron_state(16, 8, 4, 2, 4, 4, rank=0).error
-    s = widgets.kron_state(16, 8, 4, 2, 4, 4, rank=9)        # min(m1*n1, m2*n2) = 8
+    assert "at least 1" in kron_view.kron_state(16, 8, 4, 2, 4, 4, rank=0).error
+    s = kron_view.kron_state(16, 8, 4, 2, 4, 4, rank=9)        # min(m1*n1, m2*n2) = 8
     assert s.valid and "can be written with fewer" in s.note
     assert s.compression == KronShape(4, 2, 4, 4, 9).compression
 
@@ -83,32 +85,32 @@ def test_kron_block_without_forming_the_matrix(rng):
     A, B = rng.standard_normal((7, 5)), rng.standard_normal((3, 4))
     W = np.kron(A, B)
     for rows, cols in [(21, 20), (10, 9), (1, 1), (4, 17)]:
-        assert np.array_equal(widgets.kron_block(A, B, rows, cols), W[:rows, :cols])
+        assert np.array_equal(kron_view.kron_block(A, B, rows, cols), W[:rows, :cols])
     # from top-left blocks of the factors, given B's full shape
-    assert np.array_equal(widgets.kron_block(A[:4, :3], B, 10, 9), W[:10, :9])
+    assert np.array_equal(kron_view.kron_block(A[:4, :3], B, 10, 9), W[:10, :9])
     big_B = rng.standard_normal((60, 50))
     W2 = np.kron(A, big_B)
-    assert np.array_equal(widgets.kron_block(A[:1, :1], big_B[:48, :48], 48, 48, (60, 50)), W2[:48, :48])
+    assert np.array_equal(kron_view.kron_block(A[:1, :1], big_B[:48, :48], 48, 48, (60, 50)), W2[:48, :48])
     with pytest.raises(ValueError, match="do not cover"):
-        widgets.kron_block(A[:2, :2], B, 10, 9)
+        kron_view.kron_block(A[:2, :2], B, 10, 9)
 
 
 def test_random_factor_block_is_a_block_of_the_full_seeded_matrix():
     full = np.random.default_rng((3, 0)).standard_normal((520, 260))
-    assert np.array_equal(widgets.random_factor_block((520, 260), (3, 0), 48), full[:48, :48])
-    assert widgets.random_factor_block((5, 5), 1, 48).shape == (5, 5)
+    assert np.array_equal(kron_view.random_factor_block((520, 260), (3, 0), 48), full[:48, :48])
+    assert kron_view.random_factor_block((5, 5), 1, 48).shape == (5, 5)
 
 
 def test_display_arrays_are_small_blocks():
-    s = widgets.kron_state(*PAPER, 520, 260, 5, 5)
-    A, B, W = widgets.kron_display_arrays(s, seed=0, max_side=48)
+    s = kron_view.kron_state(*PAPER, 520, 260, 5, 5)
+    A, B, W = kron_view.kron_display_arrays(s, seed=0, max_side=48)
     assert A.shape == (48, 48) and B.shape == (5, 5) and W.shape == (48, 48)
     assert np.allclose(W, np.kron(A, B)[:48, :48])
-    s3 = widgets.kron_state(*PAPER, 520, 260, 5, 5, rank=3)
-    _, _, W3 = widgets.kron_display_arrays(s3, seed=0, max_side=48)
+    s3 = kron_view.kron_state(*PAPER, 520, 260, 5, 5, rank=3)
+    _, _, W3 = kron_view.kron_display_arrays(s3, seed=0, max_side=48)
     assert not np.allclose(W3, W)
     with pytest.raises(ValueError):
-        widgets.kron_display_arrays(widgets.kron_state(*PAPER, 520, 260, 10, 5))
+        kron_view.kron_display_arrays(kron_view.kron_state(*PAPER, 520, 260, 10, 5))
 
 
 # --- the explorer, driven like a student would ----------------------------------------------
@@ -196,9 +198,9 @@ def test_explorer_without_drawing_makes_no_figures(monkeypatch):
 
 import copy  # noqa: E402
 
-from dkp import doping  # noqa: E402
-from dkp.configs import get_config  # noqa: E402
-from dkp.train import build_model  # noqa: E402
+from dkp.compression import anneal
+from dkp.training.configs import get_config  # noqa: E402
+from dkp.training.loop import build_model  # noqa: E402
 
 CMA_BATCH, CMA_BPTT = 5, 10
 
@@ -210,7 +212,7 @@ def doped_model(ptb):
     config = get_config("tiny").with_(hidden=8, layers=2, structure="kp", compression=4, doping=0.05)
     model = build_model(config, len(ptb.vocab), seed=0)
     rng = np.random.default_rng(0)
-    for _, W in doping.doped_layers(model):
+    for _, W in anneal.doped_layers(model):
         W.params["S"][:] = rng.normal(0.0, 0.3, W.nnz).astype(W.dtype)
         W.set_density(0.2)
     return model
@@ -241,10 +243,10 @@ def assert_unchanged(model, snap):
 def independent_ppl(model, ids, density, s_enabled=True):
     """What the explorer should show, computed without it: prune a deep copy with Doped.set_density."""
     clone = copy.deepcopy(model)
-    for _, W in doping.doped_layers(clone):
+    for _, W in anneal.doped_layers(clone):
         if W.density > density:
             W.set_density(density)
-    return doping.perplexity(clone, ids, CMA_BATCH, CMA_BPTT, s_enabled=s_enabled)
+    return diagnostics.perplexity(clone, ids, CMA_BATCH, CMA_BPTT, s_enabled=s_enabled)
 
 
 @pytest.fixture
@@ -256,21 +258,21 @@ def cma_explorer(doped_model, slice_ids):
 
 
 def test_density_options_are_log_spaced_from_the_trained_density():
-    opts = widgets.density_options(0.01, lowest=0.01, n=5)
+    opts = diagnostics.density_options(0.01, lowest=0.01, n=5)
     assert opts[0] == 0.01 and opts[-1] == pytest.approx(1e-4)
     assert np.allclose(np.diff(np.log(opts)), np.log(0.01) / 4)
     with pytest.raises(ValueError):
-        widgets.density_options(0.01, lowest=1.5)
+        diagnostics.density_options(0.01, lowest=1.5)
 
 
 def test_cma_explorer_starts_at_the_trained_density(cma_explorer, doped_model, slice_ids):
     ex = cma_explorer
-    assert ex.trained == widgets.trained_density(doped_model) == doped_model.layers[0].W.density
+    assert ex.trained == diagnostics.trained_density(doped_model) == doped_model.layers[0].W.density
     assert ex.density.value == ex.trained and ex.s_on.value and ex.state.valid
-    assert ex.state.ppl == doping.perplexity(copy.deepcopy(doped_model), slice_ids, CMA_BATCH, CMA_BPTT)
+    assert ex.state.ppl == diagnostics.perplexity(copy.deepcopy(doped_model), slice_ids, CMA_BATCH, CMA_BPTT)
     assert f"{ex.state.ppl:.2f}" in ex.summary.value
     assert ex.drawn == ["Pruning S further after training", f"Branch outputs, S on at density {ex.trained:.3g}"]
-    assert len(ex.state.layers) == 2 and ex.state.nnz == sum(W.nnz for _, W in doping.doped_layers(doped_model))
+    assert len(ex.state.layers) == 2 and ex.state.nnz == sum(W.nnz for _, W in anneal.doped_layers(doped_model))
 
 
 def test_lowering_the_density_equals_pruning_a_copy(cma_explorer, doped_model, slice_ids):
@@ -291,9 +293,9 @@ def test_branch_statistics_are_those_of_the_pruned_copy(cma_explorer, doped_mode
     d = ex.density.options[2][1]
     ex.density.value = d
     clone = copy.deepcopy(doped_model)
-    for _, W in doping.doped_layers(clone):
+    for _, W in anneal.doped_layers(clone):
         W.set_density(d)
-    want = doping.branch_statistics(clone, slice_ids, CMA_BATCH, CMA_BPTT)
+    want = diagnostics.branch_statistics(clone, slice_ids, CMA_BATCH, CMA_BPTT)
     assert list(ex.state.layers) == want
     for r in ex.state.layers:
         assert f"{r['sparse_share']:.3f}" in ex.summary.value and 0.0 <= r["sparse_share"] <= 1.0
@@ -301,7 +303,7 @@ def test_branch_statistics_are_those_of_the_pruned_copy(cma_explorer, doped_mode
 
 def test_switching_S_off_equals_perplexity_without_S(cma_explorer, doped_model, slice_ids):
     ex = cma_explorer
-    want = doping.perplexity(copy.deepcopy(doped_model), slice_ids, CMA_BATCH, CMA_BPTT, s_enabled=False)
+    want = diagnostics.perplexity(copy.deepcopy(doped_model), slice_ids, CMA_BATCH, CMA_BPTT, s_enabled=False)
     ex.s_on.value = False
     assert not ex.state.s_enabled and ex.state.ppl == want == ex.s_off
     assert "S switched off" in ex.summary.value and ex.s_on.description == "S off"
@@ -313,19 +315,19 @@ def test_switching_S_off_equals_perplexity_without_S(cma_explorer, doped_model, 
 
 def test_a_higher_density_than_trained_is_explained(doped_model, slice_ids):
     snap = snapshot(doped_model)
-    s = widgets.cma_state(doped_model, slice_ids, 0.5, batch=CMA_BATCH, bptt=CMA_BPTT)
+    s = diagnostics.cma_state(doped_model, slice_ids, 0.5, batch=CMA_BATCH, bptt=CMA_BPTT)
     assert not s.valid and s.ppl is None and "can only be lowered" in s.error and "above the trained" in s.error
     assert "Not possible" in widgets.cma_state_html(s)
     for bad in (0.0, 2.0, "half"):
-        assert not widgets.cma_state(doped_model, slice_ids, bad).valid
+        assert not diagnostics.cma_state(doped_model, slice_ids, bad).valid
     with pytest.raises(ValueError, match="only be lowered"):
-        widgets.pruned_copy(doped_model, 0.5)
+        diagnostics.pruned_copy(doped_model, 0.5)
     assert_unchanged(doped_model, snap)
 
 
 def test_a_model_without_doping_is_refused(ptb):
     model = build_model(get_config("tiny").with_(hidden=8), len(ptb.vocab), seed=0)
-    assert "no doped layer" in widgets.cma_state(model, ptb.valid[:100], 0.1).error
+    assert "no doped layer" in diagnostics.cma_state(model, ptb.valid[:100], 0.1).error
     with pytest.raises(ValueError, match="no doped layer"):
         widgets.CMAExplorer(model, ptb.valid[:100])
 

@@ -1,0 +1,116 @@
+"""From a training config to the gate matrices of its LSTM layers.
+
+The embedding and the softmax stay dense, as in the doping paper; only the LSTM gate matrices are
+structured. This is the one place that maps `--structure/--compression/--doping` to matrix types:
+
+    dense   Dense
+    kp      Kronecker (rank `kp_rank`), factor shapes from dkp.compression.shapes.kron_shape
+    lmf     LowRank, the largest rank that meets the compression
+    hmd     Hybrid: dense top rows and low-rank bottom rows, half the budget each
+    prune   Pruned: dense at first, pruned by magnitude to the compression along the cubic schedule
+
+With `doping` > 0 (kp, lmf, hmd) the matrix is wrapped in Doped: S starts dense and zero and its
+density is annealed to `doping` (dkp.compression.anneal). Compression is counted honestly: the structured part
+is sized so that its parameters plus the final non-zeros of S meet the target.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dkp.compression import compress, shapes
+from dkp.core.model import dense_gates
+from dkp.core.weights import CMR_VARIANTS, Doped, Hybrid, Kronecker, LowRank, Pruned
+
+STRUCTURES = ("dense", "kp", "lmf", "hmd", "prune")
+CMR_SCHEDULES = ("constant", "threshold", "density")
+
+
+def structured_target(shape, compression, doping):
+    """The compression the structured part must reach so that it plus S's final non-zeros meet
+    `compression` overall."""
+    m, n = shape
+    budget = m * n / compression - doping * m * n
+    if budget <= 0:
+        raise ValueError(f"doping density {doping:g} alone stores {doping * m * n:,.0f} entries, more than "
+                         f"the {m * n / compression:,.0f} parameters a {compression:g}x compression allows")
+    return m * n / budget
+
+
+def make_structured(structure, shape, compression, rng, init_scale, dtype, kp_rank=1):
+    """A freshly initialised structured matrix of `shape` meeting `compression`."""
+    if structure == "kp":
+        return Kronecker.init(shape, shapes.kron_shape(shape, compression, rank=kp_rank), rank=kp_rank,
+                              rng=rng, scale=init_scale, dtype=dtype)
+    if structure == "lmf":
+        return LowRank.init(shape, shapes.low_rank_rank(shape, compression), rng=rng, scale=init_scale,
+                            dtype=dtype)
+    if structure == "hmd":
+        d, r = shapes.hybrid_shape(shape, compression)
+        return Hybrid.init(shape, d, r, rng=rng, scale=init_scale, dtype=dtype)
+    raise ValueError(f"structure must be one of {list(STRUCTURES)}, got {structure!r}")
+
+
+def check_structure(config):
+    """Validate the structure fields of a config, with errors that name the option."""
+    if config.structure not in STRUCTURES:
+        raise ValueError(f"structure must be one of {list(STRUCTURES)}, got {config.structure!r}")
+    if config.structure != "dense" and not config.compression > 1:
+        raise ValueError(f"compression must be > 1 for structure {config.structure!r}, got {config.compression}")
+    if not 0.0 <= config.doping <= 1.0:
+        raise ValueError(f"doping must be a density in (0, 1] (or 0 for none), got {config.doping}")
+    if config.doping and config.structure not in ("kp", "lmf", "hmd"):
+        raise ValueError(f"doping applies to kp, lmf and hmd, not to structure {config.structure!r}")
+    if config.cmr_variant not in CMR_VARIANTS:
+        raise ValueError(f"cmr_variant must be one of {list(CMR_VARIANTS)}, got {config.cmr_variant!r}")
+    if config.cmr_schedule not in CMR_SCHEDULES:
+        raise ValueError(f"cmr_schedule must be one of {list(CMR_SCHEDULES)}, got {config.cmr_schedule!r}")
+    if not 0.0 < config.cmr_threshold <= 1.0:
+        raise ValueError(f"cmr_threshold must be a density in (0, 1], got {config.cmr_threshold}")
+    if config.dense_warmup < 0:
+        raise ValueError(f"dense_warmup must be >= 0 epochs, got {config.dense_warmup}")
+    if config.dense_warmup and not config.doping:
+        raise ValueError("dense_warmup needs doping > 0: it starts S as the residual of the dense matrix")
+
+
+def _doped(config, structured, S):
+    return Doped(structured, density=1.0, S=S, cmr_p=config.cmr_p, cmr_variant=config.cmr_variant,
+                 cmr_rescale=config.cmr_rescale)
+
+
+def gate_factory(config):
+    """A callable (layer, shape, rng, init_scale, dtype) -> GateMatrix for `config`. With
+    `dense_warmup` the model starts dense; `doped_from_dense` makes its doped matrices later."""
+    check_structure(config)
+    if config.structure == "dense" or config.dense_warmup:
+        return dense_gates
+
+    def make(layer, shape, rng, init_scale, dtype):
+        if config.structure == "prune":
+            return Pruned.init(shape, rng=rng, scale=init_scale, dtype=dtype)
+        target = structured_target(shape, config.compression, config.doping) if config.doping else config.compression
+        W = make_structured(config.structure, shape, target, rng, init_scale, dtype, config.kp_rank)
+        if config.doping:
+            # S starts fully dense and zero; dkp.compression.anneal anneals its density down to config.doping.
+            W = _doped(config, W, np.zeros(shape, dtype))
+        return W
+    return make
+
+
+def doped_from_dense(config, W):
+    """The doped gate matrix that equals the dense (m, n) array W: the nearest structured matrix of
+    `config`'s kind (nearest Kronecker product, truncated SVD, or hybrid) sized as `gate_factory`
+    sizes it, plus S = W - structured, fully dense. Annealing then sparsifies S."""
+    check_structure(config)
+    if not config.doping or config.structure not in ("kp", "lmf", "hmd"):
+        raise ValueError(f"doped_from_dense needs a doped kp, lmf or hmd config, got structure "
+                         f"{config.structure!r} with doping {config.doping}")
+    W = np.asarray(W)
+    target = structured_target(W.shape, config.compression, config.doping)
+    if config.structure == "kp":
+        structured = compress.nearest_kronecker(W, shapes.kron_shape(W.shape, target, rank=config.kp_rank),
+                                                rank=config.kp_rank)
+    elif config.structure == "lmf":
+        structured = compress.truncated_svd(W, shapes.low_rank_rank(W.shape, target))
+    else:
+        structured = compress.hybrid_from_dense(W, *shapes.hybrid_shape(W.shape, target))
+    return _doped(config, structured, W - structured.to_dense())

@@ -1,0 +1,102 @@
+"""Magnitude pruning: a dense W with a binary mask (Zhu & Gupta's gradual pruning)."""
+from __future__ import annotations
+
+import numpy as np
+
+from dkp.core.checks import check_matrix_shape
+from dkp.core.weights.base import GateMatrix
+from dkp.core.weights.sparse import Sparse, csr_nbytes, largest
+
+
+class Pruned(GateMatrix):
+    """W (m, n) dense in memory, with a boolean mask (m, n): entries off the mask are kept at zero and
+    get no gradient. `set_sparsity` prunes by magnitude (call it on a schedule, see
+    `dkp.compression.schedules.cubic_schedule`); `to_sparse` gives the CSR form for inference.
+
+    n_params counts the kept entries; n_bytes counts them in CSR form (values, int32 column
+    indices, int32 row pointers), which is what inference stores.
+    """
+
+    def __init__(self, W, mask=None):
+        W = np.array(W)
+        if W.ndim != 2 or W.dtype.kind != "f":
+            raise ValueError(f"W must be a 2-D floating matrix, got shape {W.shape} and dtype {W.dtype}")
+        self.shape = W.shape
+        self.mask = np.ones(W.shape, bool) if mask is None else np.asarray(mask, bool)
+        if self.mask.shape != W.shape:
+            raise ValueError(f"mask must have W's shape {W.shape}, got {self.mask.shape}")
+        W *= self.mask
+        self.params = {"W": W}
+        self._nnz = int(self.mask.sum())
+
+    @classmethod
+    def init(cls, shape, rng=None, scale=0.05, dtype=np.float32):
+        """Dense U(-scale, scale) start, mask all ones (sparsity 0)."""
+        m, n = check_matrix_shape(shape)
+        rng = np.random.default_rng() if rng is None else rng
+        return cls(rng.uniform(-scale, scale, (m, n)).astype(dtype))
+
+    @property
+    def sparsity(self):
+        return 1.0 - self._nnz / self.mask.size
+
+    def set_sparsity(self, sparsity):
+        """Keep the round((1 - sparsity) * m * n) entries of largest magnitude (at least one), zero the
+        rest. Returns the new boolean mask (an optimizer may zero its state off the mask)."""
+        try:
+            s = float(sparsity)
+        except (TypeError, ValueError):
+            raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}") from None
+        if not 0.0 <= s < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
+        W = self.params["W"]
+        k = max(1, int(round((1.0 - s) * W.size)))
+        mask = np.zeros(W.size, bool)
+        mask[largest(W, k)] = True
+        self.mask = mask.reshape(W.shape)
+        self._nnz = k
+        W *= self.mask
+        return self.mask
+
+    def begin_batch(self, rng):
+        self.after_update()  # an optimizer with momentum moves masked weights: put them back to zero
+
+    def after_update(self):
+        np.multiply(self.params["W"], self.mask, out=self.params["W"])
+
+    @property
+    def n_params(self):
+        return self._nnz
+
+    @property
+    def n_bytes(self):
+        return csr_nbytes(self._nnz, self.shape[0], self.dtype.itemsize)
+
+    @property
+    def buffers(self):
+        return {"mask": self.mask}
+
+    def load_buffers(self, buffers):
+        mask = np.asarray(buffers["mask"], bool)
+        if mask.shape != self.shape:
+            raise ValueError(f"buffer 'mask' must have shape {self.shape}, got {mask.shape}")
+        self.mask, self._nnz = mask, int(mask.sum())
+
+    def _apply(self, x):
+        return x @ self.params["W"].T
+
+    def _apply_t(self, dy):
+        return dy @ self.params["W"]
+
+    def backward_params(self, dy, cache):
+        (x,) = cache
+        g = dy.T @ x                                          # (m, n)
+        g *= self.mask
+        return {"W": g}
+
+    def to_dense(self):
+        return self.params["W"] * self.mask
+
+    def to_sparse(self):
+        """The CSR matrix of the kept entries (for fine-tuning with the mask frozen, and inference)."""
+        return Sparse.from_dense(self.to_dense(), self.mask)

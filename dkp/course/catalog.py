@@ -1,0 +1,220 @@
+"""The named experiments, the one place to add one: each a set of arms (training configs) at a scale.
+
+    python -m dkp experiment NAME [--seeds N] [--quick] [--scale course|paper] [--jobs J] [--out DIR]
+
+The experiments show the four effects of the course, one family each:
+
+    kp-loss   dense vs a dense LSTM shrunk to the same LSTM parameter count vs KP
+    doping    KP vs doped KP (annealed S, with and without co-matrix dropout)
+    cma       doped KP annealed without CMR, with the CMA diagnostics along the anneal
+    cmr       the same with CMR: a sweep of p for the "output" variant, and the three variants
+    methods   doped KP vs pruning vs LMF vs HMD vs doped LMF vs doped HMD, at one compression
+    recipes   the search behind each arm's optimizer: dense, pruning, KP, LMF, HMD and doped KP, LMF
+              and HMD, each under plain SGD and under Adam (run it with --seeds 1)
+
+The search for co-matrix adaptation and for what co-matrix dropout does (data/results/cma-search/,
+its PLAN.md fixed before the runs) has families of its own, written to data/results/cma-search/
+by default, whose runs record more along the way (SEARCH_PROBES):
+
+    cma-timing     when and how fast S is annealed: early-and-long, early-and-short, late-and-short
+                   (with and without recovery after it), and S never annealed (the control)
+    cma-density    the final density of S: 1%, 0.1%, 0.01% (late-and-short anneal)
+    cma-init       S starting at zero vs as the residual W - nearest KP of a briefly trained dense LSTM
+    cmr-schedule   co-matrix dropout on the late-and-short anneal: constant p, p only below a
+                   density threshold, p growing as S empties, and without the 1/(1-p) rescaling
+    cmr-branch     whole-branch dropout on the early-and-long anneal, rescaled (as in `cmr`), not
+                   rescaled, and only below a density threshold
+    cma-long       the whole PTB training split for 3 epochs: dense, KP, doped KP with and without
+                   co-matrix dropout (late-and-short anneal)
+
+Every arm of a scale shares everything but what the arm changes (data, epochs, anneal window; the
+optimizer goes by the kind of arm, see SCALES), so differences between arms come from the method.
+To add an experiment: a name in EXPERIMENTS (or SEARCH) and its arms in `arms` (or `search_arms`);
+`dkp.course.experiments` trains any of them.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+from dkp.training.configs import get_config
+
+# "course": chosen so that every family, all arms and 3 seeds, fits in an hour on a 2-core laptop
+# (see data/results/README.md for the search that chose it). "paper": Zaremba's medium model with
+# its LSTM layers compressed 25x, as in the doping paper: one flag away, for people with time.
+#
+# Every arm trains with Zaremba's recipe (plain SGD, lr 1, halved after each epoch from
+# `decay_after`, one global clip at 5), except the kinds of arm listed in `factor_recipe_for`, which
+# use `factor_optimizer` (Adam): for each kind, the better of the two recipes in the `recipes`
+# search (data/results/README.md). Arms made of factors alone (kp, lmf, hmd) do not train well under
+# SGD, whose one learning rate suits a dense matrix's gradients, not the factors' (plain KP stays at
+# perplexity 1,283); doped KP does better under SGD, doped LMF and HMD under Adam. The recipe of
+# every arm is stored with its results.
+FACTOR_RECIPE_FOR = ("kp", "lmf", "hmd", "doped-lmf", "doped-hmd")   # kinds of arm trained with Adam
+
+
+SCALES = {
+    "course": dict(base=get_config("small").with_(
+        name="course", hidden=200, layers=2, epochs=2, bptt=20, dropout=0.0, init_scale=0.1,
+        optimizer="sgd", lr=1.0, lr_decay=2.0, decay_after=1, clip=5.0, train_tokens=500_000,
+        anneal_start=0.1, anneal_end=1.5, anneal_every=20, eval_tokens=0), compression=20.0, doping=0.01,
+        cmr_p=0.3, factor_optimizer=dict(optimizer="adam", lr=2e-3), factor_recipe_for=FACTOR_RECIPE_FOR),
+    "paper": dict(base=get_config("medium").with_(
+        name="paper", anneal_start=1.0, anneal_end=20.0, anneal_every=100),
+        compression=25.0, doping=0.01, cmr_p=0.3, factor_optimizer=dict(optimizer="adam", lr=1.5e-3),
+        factor_recipe_for=FACTOR_RECIPE_FOR),
+}
+
+
+# --quick: the same arms on a slice of PTB with hidden sizes divided by QUICK_SHRINK, for CI and
+# the notebooks (each experiment < 2 minutes).
+QUICK = dict(epochs=2, train_tokens=100_000, eval_tokens=10_000, anneal_start=0.25, anneal_end=1.5,
+             anneal_every=5, decay_after=1)
+
+
+QUICK_SHRINK = 4
+
+
+def shrunk_hidden(config, compression):
+    """Hidden size H' of a dense LSTM whose gate matrices hold about 1/compression of the
+    parameters of those of hidden size H (8 H^2 each): H' = H / sqrt(compression)."""
+    return max(2, int(round(config.hidden / math.sqrt(compression))))
+
+
+def arms(name, scale="course"):
+    """{arm name: config} of experiment `name` at `scale`."""
+    s = SCALES[scale]
+    base, c, d, p = s["base"], s["compression"], s["doping"], s["cmr_p"]
+
+    # every kind of arm, before its optimizer: the recipes search tries each under both recipes,
+    # the other experiments use each under the recipe the scale gives it
+    kinds = {"dense": base, "prune": base.with_(structure="prune", compression=c),
+             **{k: base.with_(structure=k, compression=c) for k in ("kp", "lmf", "hmd")},
+             "doped-kp": base.with_(structure="kp", compression=c, doping=d),
+             **{f"doped-{k}": base.with_(structure=k, compression=c, doping=d, cmr_p=p) for k in ("lmf", "hmd")}}
+    arm = {kind: config.with_(**(s["factor_optimizer"] if kind in s["factor_recipe_for"] else {}))
+           for kind, config in kinds.items()}
+    kp, doped = arm["kp"], arm["doped-kp"]
+    families = {
+        "kp-loss": {
+            "dense": arm["dense"],
+            "dense-shrunk": arm["dense"].with_(hidden=shrunk_hidden(base, c)),
+            "kp": kp,
+        },
+        "doping": {
+            "kp": kp,
+            "doped-kp": doped,
+            "doped-kp-cmr": doped.with_(cmr_p=p),
+        },
+        "cma": {
+            "doped-kp": doped,
+        },
+        "cmr": {
+            "doped-kp": doped,
+            **{f"output-p{q:g}": doped.with_(cmr_p=q) for q in (0.1, 0.3, 0.5)},
+            f"branch-p{p:g}": doped.with_(cmr_p=p, cmr_variant="branch"),
+            f"connect-p{p:g}": doped.with_(cmr_p=p, cmr_variant="connect"),
+        },
+        "methods": {
+            "doped-kp": doped.with_(cmr_p=p),
+            **{k: arm[k] for k in ("prune", "lmf", "hmd", "doped-lmf", "doped-hmd")},
+        },
+        # the search behind the recipe rule above: every kind of arm under both recipes (one seed)
+        "recipes": {f"{kind}-{recipe_name}": config.with_(**opt) for kind, config in kinds.items()
+                    for recipe_name, opt in (("sgd", {"optimizer": base.optimizer, "lr": base.lr}),
+                                             ("adam", s["factor_optimizer"]))},
+    }
+    if name not in families:
+        raise ValueError(f"experiment must be one of {sorted(families)}, got {name!r}")
+    return families[name]
+
+
+EXPERIMENTS = ("kp-loss", "doping", "cma", "cmr", "methods", "recipes")
+
+
+SEARCH = ("cma-timing", "cma-density", "cma-init", "cmr-schedule", "cmr-branch", "cma-long")
+
+
+SEARCH_OUT = os.path.join("data", "results", "cma-search")
+
+
+# the anneal windows (epochs) the search compares, at the course scale's 2 epochs
+WINDOWS = {"early-long": (0.1, 1.5), "early-short": (0.25, 0.5), "late-short": (1.5, 1.75),
+           "late-short-norec": (1.75, 2.0)}
+
+
+LONG = dict(train_tokens=0, epochs=3, decay_after=2)  # cma-long: all of PTB's train split, 3 epochs
+
+
+def search_arms(name, scale="course"):
+    """{arm name: config} of the search family `name` (see PLAN.md for what each tests)."""
+    s = SCALES[scale]
+    course = arms("doping", scale)
+    doped = course["doped-kp"]                       # SGD, 1% of S, no CMR, anneal 0.1 -> 1.5
+    p = s["cmr_p"]
+
+    def window(config, name):
+        a, b = WINDOWS[name]
+        return config.with_(anneal_start=a, anneal_end=b)
+
+    late = window(doped, "late-short")
+    families = {
+        "cma-timing": {**{w: window(doped, w) for w in WINDOWS}, "hold": doped.with_(anneal_s=False)},
+        "cma-density": {"late-short": late, "late-short-d0.001": late.with_(doping=0.001),
+                        "late-short-d0.0001": late.with_(doping=0.0001)},
+        "cma-init": {"early-long": doped, "late-short": late,
+                     "residual-early-long": doped.with_(dense_warmup=0.1),
+                     "residual-late-short": late.with_(dense_warmup=0.1)},
+        "cmr-schedule": {"late-short": late,
+                         f"output-p{p:g}": late.with_(cmr_p=p),
+                         f"output-p{p:g}-threshold": late.with_(cmr_p=p, cmr_schedule="threshold"),
+                         f"output-p{p:g}-density": late.with_(cmr_p=p, cmr_schedule="density"),
+                         f"output-p{p:g}-norescale": late.with_(cmr_p=p, cmr_rescale=False)},
+        "cmr-branch": {"early-long": doped,
+                       f"branch-p{p:g}": doped.with_(cmr_p=p, cmr_variant="branch"),
+                       f"branch-p{p:g}-norescale": doped.with_(cmr_p=p, cmr_variant="branch", cmr_rescale=False),
+                       f"branch-p{p:g}-threshold": doped.with_(cmr_p=p, cmr_variant="branch",
+                                                               cmr_schedule="threshold")},
+        "cma-long": {k: v.with_(**LONG) for k, v in {
+            "dense": arms("kp-loss", scale)["dense"], "kp": course["kp"],
+            "late-short": late.with_(anneal_start=2.5, anneal_end=2.75),
+            f"late-short-output-p{p:g}": late.with_(anneal_start=2.5, anneal_end=2.75, cmr_p=p)}.items()},
+    }
+    return families[name]
+
+
+def quick(config):
+    """The --quick version of an arm: a slice of PTB, hidden sizes divided by QUICK_SHRINK. An arm
+    that keeps the course scale's anneal window gets QUICK's; one with a window of its own (the
+    search's) keeps it, as fractions of the same two epochs."""
+    changes = dict(QUICK)
+    course = SCALES["course"]["base"]
+    if (config.anneal_start, config.anneal_end) != (course.anneal_start, course.anneal_end):
+        del changes["anneal_start"], changes["anneal_end"]
+    if config.epochs != course.epochs:  # a longer family stays longer than the quick default
+        changes["epochs"], changes["decay_after"] = config.epochs, config.decay_after
+    return config.with_(**changes, hidden=max(4, config.hidden // QUICK_SHRINK), name=config.name + "-quick")
+
+
+def lstm_size(layers, reference_hidden):
+    """Parameters and bytes of the LSTM gate matrices, and their compression against the dense gate
+    matrices (4H x 2H each) of the experiment's reference hidden size H, so that a shrunk dense
+    LSTM counts as compressed too."""
+    n_params = int(sum(r["n_params"] for r in layers))
+    H = reference_hidden
+    return {"n_params": n_params, "n_bytes": int(sum(r["n_bytes"] for r in layers)),
+            "compression": float(len(layers) * 8 * H * H / n_params)}
+
+
+def experiment_arms(name, scale="course"):
+    """{arm name: config} of any named experiment, the course's or the search's."""
+    if name in SEARCH:
+        return search_arms(name, scale)
+    if name in EXPERIMENTS:
+        return arms(name, scale)
+    raise ValueError(f"experiment must be one of {list(EXPERIMENTS + SEARCH)}, got {name!r}")
+
+
+def default_out(name):
+    """Where `experiment NAME` writes by default: data/results, or data/results/cma-search."""
+    return SEARCH_OUT if name in SEARCH else os.path.join("data", "results")

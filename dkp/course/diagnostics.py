@@ -1,0 +1,313 @@
+"""Co-matrix adaptation (CMA) diagnostics: what a doped model's S contributes, measured.
+
+Perplexity with S switched on or off and with S pruned further, the statistics of the structured
+and the sparse branch, and the training hooks that record them along the anneal (`CMATracker`,
+`PerplexityProbe`, `LossTrace`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dkp.compression.anneal import doped_density, doped_layers
+from dkp.core.data import batchify, bptt_windows
+from dkp.core.weights import stack_caches
+from dkp.core.weights.sparse import check_density, n_keep
+from dkp.training.evaluate import evaluate
+
+
+def perplexity(model, ids, batch, bptt, s_enabled=True):
+    """Perplexity of `ids` with S switched on or off in every doped layer (no dropout)."""
+    layers = doped_layers(model)
+    saved = [W.s_enabled for _, W in layers]
+    try:
+        for _, W in layers:
+            W.s_enabled = s_enabled
+        return evaluate(model, ids, batch, bptt)
+    finally:
+        for (_, W), s in zip(layers, saved):
+            W.s_enabled = s
+
+
+def branch_statistics(model, ids, batch, bptt):
+    """Per doped layer, over every (timestep, row) input xh of `ids`: the mean norms of the two
+    branch outputs ||structured(xh)|| and ||S xh||, the mean cosine between them, and the share of
+    the gate pre-activation's energy carried by S: mean ||S xh||^2 / (||struct||^2 + ||S xh||^2)."""
+    layers = doped_layers(model)
+    if not layers:
+        return []
+    model.set_training(False)
+    stream = batchify(ids, batch)
+    state = model.zero_state(batch)
+    xs = {l: [] for l, _ in layers}
+    for x, y in bptt_windows(stream, bptt):
+        _, _, state, cache = model.forward(x, state, y)
+        for l, _ in layers:
+            xs[l].append(stack_caches([s[0] for s in cache["steps"][l]])[0])  # (T*B, in + H)
+    out = []
+    for l, W in layers:
+        xh = np.concatenate(xs[l]).astype(np.float64)
+        a = W.structured_forward(xh.astype(W.dtype)).astype(np.float64)   # (N, 4H)
+        s = W.sparse_forward(xh.astype(W.dtype)).astype(np.float64)       # (N, 4H)
+        na, ns = np.linalg.norm(a, axis=1), np.linalg.norm(s, axis=1)
+        cos = np.sum(a * s, axis=1) / np.maximum(na * ns, 1e-30)
+        out.append({"layer": l, "density": W.density, "norm_structured": float(na.mean()),
+                    "norm_sparse": float(ns.mean()), "cosine": float(cos.mean()),
+                    "sparse_share": float(np.mean(ns ** 2 / np.maximum(na ** 2 + ns ** 2, 1e-30)))})
+    return out
+
+
+def cma_point(model, ids, batch, bptt, stats_tokens=None):
+    """One point of the CMA record: perplexity with and without S, and the branch statistics (on
+    the first `stats_tokens` of `ids` when given, else on all of them)."""
+    return {"ppl": perplexity(model, ids, batch, bptt), "ppl_s_off": perplexity(model, ids, batch, bptt, False),
+            "layers": branch_statistics(model, ids[:stats_tokens] if stats_tokens else ids, batch, bptt)}
+
+
+def perplexity_s_pruned(model, ids, batch, bptt, fraction):
+    """Perplexity of `ids` after pruning S further, without retraining: every doped layer keeps the
+    largest `fraction` of its current entries (at least one). The model is left as it was."""
+    layers = doped_layers(model)
+    saved = [(W.indptr, W.indices, W.params["S"]) for _, W in layers]
+    try:
+        for _, W in layers:
+            W.set_density(max(W.density * fraction, 1.0 / (W.shape[0] * W.shape[1])))
+        return perplexity(model, ids, batch, bptt)
+    finally:
+        for (_, W), (indptr, indices, values) in zip(layers, saved):
+            W.indptr, W.indices, W.params["S"] = indptr, indices, values
+            W._reset_dense()
+
+
+class CMATracker:
+    """A training hook that records `cma_point` on a validation slice at `points` evenly spaced
+    steps of the anneal window (and once more at the end of training, via `finish`), into
+    trainer.history["cma"] as dicts with the step, the epoch and the density of S."""
+
+    def __init__(self, annealer, ids, points=8, batch=10, bptt=35, stats_tokens=None):
+        self.ids, self.batch, self.bptt, self.stats_tokens = ids, batch, bptt, stats_tokens
+        span = annealer.end - annealer.start
+        self.steps = sorted({annealer.start + int(round(span * k / max(points - 1, 1))) for k in range(points)})
+        self.annealer = annealer
+
+    def record(self, trainer, step):
+        point = {"step": step, "epoch": step / max(trainer.steps_per_epoch, 1),
+                 "density": doped_density(trainer.model),
+                 **cma_point(trainer.model, self.ids, self.batch, self.bptt, self.stats_tokens)}
+        trainer.history.setdefault("cma", []).append(point)
+        return point
+
+    def __call__(self, trainer, step):
+        if step in self.steps:
+            self.record(trainer, step)
+
+
+class PerplexityProbe:
+    """A training hook that records the perplexity of a validation slice (S on) every `every`
+    epochs, at the same epochs in every arm whatever its anneal, into trainer.history["probes"] as
+    {step, epoch, density, ppl}; `record` adds a point by hand (the end of training)."""
+
+    def __init__(self, ids, every, batch=10, bptt=35):
+        if not every > 0:
+            raise ValueError(f"every must be a positive number of epochs, got {every!r}")
+        self.ids, self.every, self.batch, self.bptt = ids, every, batch, bptt
+
+    def record(self, trainer):
+        point = {"step": trainer.step, "epoch": trainer.step / max(trainer.steps_per_epoch, 1),
+                 "density": doped_density(trainer.model),
+                 "ppl": perplexity(trainer.model, self.ids, self.batch, self.bptt)}
+        trainer.history.setdefault("probes", []).append(point)
+        return point
+
+    def __call__(self, trainer, step):
+        k = round(step / (self.every * trainer.steps_per_epoch))  # the grid point nearest this step
+        if k > 0 and step == round(k * self.every * trainer.steps_per_epoch):
+            self.record(trainer)
+
+
+class LossTrace:
+    """A hook that records the mean training loss (nats per token) of every `every` steps into
+    trainer.history["loss_trace"] as [step, loss] pairs: where a run goes wrong, to the window."""
+
+    def __init__(self, every):
+        self.every, self.total, self.count = int(every), 0.0, 0
+
+    def __call__(self, trainer, step):
+        loss = trainer.last_loss
+        if loss is None or step == 0:
+            return
+        self.total, self.count = self.total + loss, self.count + 1
+        if self.count == self.every:
+            trainer.history.setdefault("loss_trace", []).append([step, self.total / self.count])
+            self.total, self.count = 0.0, 0
+
+
+def effective_S(W, rng, repeats=2, training=True):
+    """S as one forward of `W` (a Doped matrix) uses it, read through the protocol: begin_batch(rng),
+    then forward the n unit vectors, `repeats` times in one batch, and subtract the structured branch.
+    Returns (repeats, m, n): one S_eff per copy of the unit vectors (equal copies mean the mask was
+    shared by every row of the minibatch). W's `training` flag is restored."""
+    m, n = W.shape
+    eye = np.eye(n, dtype=W.dtype)
+    x = np.concatenate([eye] * int(repeats))
+    saved = W.training
+    try:
+        W.training = bool(training)
+        W.begin_batch(rng)
+        s = W.forward(x)[0] - W.structured_forward(x)               # (repeats * n, m)
+    finally:
+        W.training = saved
+    return s.reshape(repeats, n, m).transpose(0, 2, 1)
+
+
+def cmr_statistics(W, draws=200, seed=0, repeats=2):
+    """What co-matrix dropout does to S over `draws` training minibatches of `W` (a Doped matrix with
+    cmr_p and cmr_variant set), from `effective_S`:
+
+    keep_rate         fraction of (draw, copy, stored entry) where S_eff is not zero
+    branch_keep_rate  fraction of (draw, copy) where any entry of S_eff is not zero
+    scales            min and max of S_eff / S over kept entries (inverted scaling: 1 / (1 - p))
+    shared_in_batch   every draw's copies equal (one mask for the whole minibatch)
+    all_or_nothing    every draw keeps all entries or none
+    mean_ratio        mean over draws of S_eff, divided by S, averaged over entries (1 in expectation)
+    eval_max_diff     max |forward in evaluation - (structured + S) x| over the unit vectors
+    """
+    rng = np.random.default_rng(seed)
+    S = W.sparse_dense()
+    on = S != 0
+    effs = np.stack([effective_S(W, rng, repeats) for _ in range(int(draws))])   # (draws, repeats, m, n)
+    kept = (effs != 0) & on
+    ratio = effs[kept] / np.broadcast_to(S, effs.shape)[kept]
+    per_copy = kept.reshape(draws, repeats, -1).any(-1)                          # (draws, repeats)
+    n_on = int(on.sum())
+    counts = kept.reshape(draws, -1).sum(-1)
+    eye = np.eye(W.shape[1], dtype=W.dtype)
+    saved = W.training
+    W.training = False
+    try:
+        y_eval = W.forward(eye)[0]
+    finally:
+        W.training = saved
+    want = eye @ (W.structured.to_dense() + S).T
+    return {
+        "p": W.cmr_p, "variant": W.cmr_variant, "draws": int(draws), "nnz": n_on,
+        "keep_rate": float(kept.sum() / (draws * repeats * n_on)),
+        "branch_keep_rate": float(per_copy.mean()),
+        "scales": (float(ratio.min()), float(ratio.max())) if ratio.size else (None, None),
+        "shared_in_batch": bool(all(np.array_equal(e[0], e[k]) for e in effs for k in range(1, repeats))),
+        "all_or_nothing": bool(np.all((counts == 0) | (counts == repeats * n_on))),
+        "mean_ratio": float(np.mean(effs.mean(0)[:, on] / S[on])),
+        "eval_max_diff": float(np.abs(y_eval - want).max()),
+    }
+
+
+def relative_noise(W, x, draws=200, seed=0):
+    """Root-mean-square deviation of the sparse branch's training output from S x, relative to the
+    root-mean-square of S x, over `draws` minibatches of inputs `x` (B, n). For element-wise ("output")
+    and whole-branch dropout it is sqrt(p / (1 - p)) in expectation."""
+    rng = np.random.default_rng(seed)
+    clean = W.sparse_forward(x).astype(np.float64)
+    saved = W.training
+    W.training = True
+    try:
+        dev = []
+        for _ in range(int(draws)):
+            W.begin_batch(rng)
+            s = W.forward(x)[0].astype(np.float64) - W.structured_forward(x).astype(np.float64)
+            dev.append(np.mean((s - clean) ** 2))
+    finally:
+        W.training = saved
+    return float(np.sqrt(np.mean(dev) / np.mean(clean ** 2)))
+
+
+def trained_density(model):
+    """The density of S the model was trained to: the lowest over its doped layers (they are
+    annealed together). ValueError when the model has no doped layer."""
+
+    layers = doped_layers(model)
+    if not layers:
+        raise ValueError("the model has no doped layer (W = structured + S): train it with doping > 0")
+    return min(W.density for _, W in layers)
+
+
+def density_options(density, lowest=0.01, n=9):
+    """`n` log-spaced densities from `density` (first, exactly) down to `density * lowest`."""
+    density, lowest = float(density), float(lowest)
+    if not 0.0 < density <= 1.0 or not 0.0 < lowest < 1.0 or int(n) < 2:
+        raise ValueError(f"need 0 < density <= 1, 0 < lowest < 1 and n >= 2, got {density}, {lowest}, {n}")
+    values = np.geomspace(density, density * lowest, int(n))
+    values[0] = density
+    return [float(v) for v in values]
+
+
+def pruned_copy(model, density):
+    """A deep copy of `model` whose doped layers keep only the round(density * m * n) entries of S of
+    largest magnitude (`Doped.set_density`, as the anneal does). `model` itself is never changed.
+    ValueError when `density` would need entries a layer no longer holds."""
+    import copy
+
+
+    density = check_density(density)
+    clone = copy.deepcopy(model)
+    for l, W in doped_layers(clone):
+        k = n_keep(density, W.shape[0] * W.shape[1])
+        if k > W.nnz:
+            raise ValueError(_above_trained(density, W.density, l))
+        if k < W.nnz:
+            W.set_density(density)
+    return clone
+
+
+def _above_trained(density, held, layer=None):
+    where = f"layer {layer}'s S" if layer is not None else "S"
+    return (f"density {density:.4g} is above the trained density {held:.4g}: {where} stores only that "
+            f"fraction of its entries, because the anneal pruned the rest and their values are gone. "
+            f"A density can only be lowered, never restored.")
+
+
+@dataclass(frozen=True)
+class CMAState:
+    """What the CMA explorer shows for a doped model with S pruned to `density` and switched on or off.
+
+    ppl: perplexity of the slice as the model runs (S at `density`, or S off: structured part alone);
+    layers: per doped layer, `dkp.course.diagnostics.branch_statistics` of the model with S on at `density`
+    (mean norms of the two branch outputs, sparse share, cosine); nnz: entries of S kept, all layers.
+    When the request is impossible, `error` says why and the numbers are None."""
+    density: float
+    trained_density: float | None
+    s_enabled: bool
+    error: str | None = None
+    ppl: float | None = None
+    nnz: int | None = None
+    layers: tuple = ()
+
+    @property
+    def valid(self):
+        return self.error is None
+
+
+def cma_state(model, ids, density, s_enabled=True, batch=10, bptt=20):
+    """Perplexity of `ids` and the branch statistics of `model` with S pruned to `density` (by
+    magnitude, on a copy) and switched on or off. Never raises on a bad density: an impossible one
+    comes back with `error` set. `model` is left exactly as it was."""
+
+    s_enabled = bool(s_enabled)
+    try:
+        held = trained_density(model)
+    except ValueError as e:
+        return CMAState(float("nan"), None, s_enabled, error=str(e))
+    try:
+        d = float(density)
+    except (TypeError, ValueError):
+        return CMAState(float("nan"), held, s_enabled, error=f"density must be a number, got {density!r}")
+    if not 0.0 < d <= 1.0:
+        return CMAState(d, held, s_enabled,
+                        error=f"density must be in (0, 1] (the fraction of S's entries kept), got {d:g}")
+    try:
+        clone = pruned_copy(model, d)
+    except ValueError as e:
+        return CMAState(d, held, s_enabled, error=str(e))
+    ppl = perplexity(clone, ids, batch, bptt, s_enabled=s_enabled)
+    stats = tuple(branch_statistics(clone, ids, batch, bptt))    # S on (the clone's flags are restored)
+    return CMAState(d, held, s_enabled, ppl=ppl, nnz=int(sum(W.nnz for _, W in doped_layers(clone))), layers=stats)

@@ -1,0 +1,231 @@
+"""Running the named experiments (`dkp.course.catalog`): every arm over several seeds, each run's
+metrics and diagnostics written to one JSON per experiment.
+
+    python -m dkp experiment NAME [--seeds N] [--quick] [--scale course|paper] [--jobs J] [--out DIR]
+
+`DIR/NAME.json` is rewritten atomically after every finished run, so an interrupted experiment
+keeps what it finished; rerunning it skips the runs already there (same config and seed).
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+import numpy as np
+
+from dkp.compression.anneal import Annealer
+from dkp.core import io
+from dkp.core.data import load_corpus
+from dkp.course.catalog import EXPERIMENTS, SCALES, SEARCH, default_out, experiment_arms, lstm_size, quick
+from dkp.course.diagnostics import (CMATracker, LossTrace, PerplexityProbe, cma_point, perplexity,
+                                    perplexity_s_pruned)
+from dkp.training.configs import Config
+from dkp.training.evaluate import layer_report
+from dkp.training.loop import Trainer, TrainingDiverged
+
+# What every run of the search records besides the course's diagnostics: the perplexity of the first
+# `tokens` validation tokens every `grid_every` epochs (the same epochs in every arm), the CMA points
+# along the anneal on that slice (branch statistics on its first `stats_tokens`), and at the end the
+# perplexity of the whole validation split with S off and of the slice with S pruned further to
+# each of `prune_fractions` of its entries, and the training loss every `trace_every` steps.
+SEARCH_PROBES = dict(tokens=10_000, cma_points=5, grid_every=0.25, stats_tokens=2_000,
+                     prune_fractions=(0.5, 0.2, 0.1), trace_every=25)
+# --quick search runs probe a 2,000-token slice (the quick validation split has 10,000 tokens)
+QUICK_SEARCH_PROBES = dict(SEARCH_PROBES, tokens=2_000, stats_tokens=500)
+
+
+QUICK_RESULTS_ENV = "DKP_QUICK_RESULTS"
+
+
+def quick_results_dir():
+    """Where the notebooks write their --quick runs: the directory named by $DKP_QUICK_RESULTS when
+    it is set (the test suite sets it, so the unit tests and the notebooks reuse one set of quick
+    runs instead of training them twice), else a new temporary directory."""
+    import tempfile
+    out = os.environ.get(QUICK_RESULTS_ENV)
+    if out:
+        os.makedirs(out, exist_ok=True)
+        return out
+    return tempfile.mkdtemp(prefix="dkp-quick-")
+
+
+# --- running -------------------------------------------------------------------------------------
+COURSE_PROBES = dict(tokens=20_000, cma_points=6)   # what the course's experiments record
+
+
+def run_one(config_dict, seed, probes=None):
+    """Train one arm for one seed (in a worker process) and return its record. Doped arms record
+    the CMA diagnostics along the anneal and at the end, whatever the experiment, so that a run can
+    serve every experiment that has the same arm. `probes` (default COURSE_PROBES; the search
+    passes SEARCH_PROBES) says what else is recorded."""
+    probes = {**COURSE_PROBES, **(probes or {})}
+    config = Config.from_dict(config_dict)
+    corpus = load_corpus(level=config.level)
+    trainer = Trainer(config, seed=seed, corpus=corpus, progress=False)
+    diag_ids = trainer.valid_ids[:probes["tokens"]]
+    stats_tokens = probes.get("stats_tokens")
+    track_cma = config.doping > 0
+    if track_cma:
+        trainer.hooks.append(CMATracker(trainer.find_hook(Annealer), diag_ids, points=probes["cma_points"],
+                                        batch=10, bptt=config.bptt, stats_tokens=stats_tokens))
+    grid = PerplexityProbe(diag_ids, probes["grid_every"], 10, config.bptt) if probes.get("grid_every") else None
+    if grid:
+        trainer.hooks.append(grid)
+    if probes.get("trace_every"):
+        trainer.hooks.append(LossTrace(probes["trace_every"]))
+    t0 = time.perf_counter()
+    try:
+        metrics = trainer.run()
+    except TrainingDiverged as e:  # a diverged run is a result too: recorded, with where it happened
+        return {"seed": seed, "diverged": str(e), "seconds": time.perf_counter() - t0,
+                "layers": layer_report(trainer.model), **trainer.history}
+    record = {k: metrics[k] for k in ("seed", "epochs", "train_ppl", "valid_ppl", "final_valid_ppl", "test_ppl",
+                                      "words_per_sec", "layers")}
+    record["density"] = metrics.get("density")
+    if grid:
+        grid.record(trainer)["final"] = True  # the end of training, appended to trainer.history["probes"]
+    for key in ("probes", "loss_trace"):
+        if key in trainer.history:
+            record[key] = trainer.history[key]
+    if track_cma:
+        end = cma_point(trainer.model, diag_ids, 10, config.bptt, stats_tokens)
+        record["cma"] = metrics.get("cma", []) + [{"step": trainer.step, "epoch": trainer.epoch, "final": True,
+                                                    "density": metrics["layers"][0].get("density_of_S"), **end}]
+        if probes.get("prune_fractions"):
+            record["final_valid_ppl_s_off"] = perplexity(trainer.model, trainer.valid_ids, config.eval_batch,
+                                                         config.bptt, s_enabled=False)
+            record["s_pruned"] = {f"{f:g}": perplexity_s_pruned(trainer.model, diag_ids, 10, config.bptt, f)
+                                  for f in probes["prune_fractions"]}
+    record["seconds"] = time.perf_counter() - t0
+    return record
+
+
+def mean_sd(values):
+    v = np.asarray(values, float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+
+
+def summarize(runs):
+    """Mean, sample sd and count over the runs that trained to the end (a diverged run is counted
+    in "diverged", not in the means)."""
+    done = [r for r in runs if not r.get("diverged")]
+    out = {key: mean_sd([r[key] for r in done]) for key in ("final_valid_ppl", "test_ppl") if done}
+    cma = [r["cma"][-1] for r in done if r.get("cma")]
+    if cma:
+        out["final_ppl_s_off"] = mean_sd([c["ppl_s_off"] for c in cma])
+    if any(r.get("diverged") for r in runs):
+        out["diverged"] = sorted(r["seed"] for r in runs if r.get("diverged"))
+    return out
+
+
+def run_experiment(name, seeds=3, quick_mode=False, scale="course", out=None, jobs=1, progress=True,
+                   only=None):
+    """Run every arm of `name` for seeds 0..seeds-1 and write OUT/NAME.json (or NAME-quick.json).
+    `jobs` runs train in parallel worker processes (0: one per core of this machine)."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be a positive integer, got {seeds}")
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}")
+    if jobs < 0:
+        raise ValueError(f"jobs must be >= 0 (0: one per core), got {jobs}")
+    jobs = jobs or os.cpu_count() or 1
+    out = out or default_out(name)
+    configs = experiment_arms(name, scale)
+    probes = (QUICK_SEARCH_PROBES if quick_mode else SEARCH_PROBES) if name in SEARCH else None
+    if only:
+        unknown = set(only) - set(configs)
+        if unknown:
+            raise ValueError(f"unknown arm(s) {sorted(unknown)} of {name}; arms: {sorted(configs)}")
+        configs = {k: v for k, v in configs.items() if k in only}
+    if quick_mode:
+        configs = {k: quick(v) for k, v in configs.items()}
+    reference_hidden = quick(SCALES[scale]["base"]).hidden if quick_mode else SCALES[scale]["base"].hidden
+    path = os.path.join(out, f"{name}{'-quick' if quick_mode else ''}.json")
+    result = _load_previous(path, name, scale, quick_mode)
+    result.update(io.provenance())
+    for arm, config in configs.items():
+        entry = result["arms"].setdefault(arm, {"config": config.to_dict(), "runs": []})
+        if entry["config"] != config.to_dict():  # a changed arm starts over
+            result["arms"][arm] = entry = {"config": config.to_dict(), "runs": []}
+    shared = _finished_elsewhere(out, path, quick_mode, SEARCH if name in SEARCH else EXPERIMENTS)
+    for arm, config in configs.items():
+        have = {r["seed"] for r in result["arms"][arm]["runs"]}
+        for seed in range(seeds):
+            record = shared.get((_key(config.to_dict()), seed))
+            if seed not in have and record is not None:  # the same arm and seed, run by another experiment
+                result["arms"][arm]["runs"].append(record)
+    todo = [(arm, seed) for arm in configs for seed in range(seeds)
+            if seed not in {r["seed"] for r in result["arms"][arm]["runs"]}]
+    t0 = time.perf_counter()
+    for arm in configs:
+        if result["arms"][arm]["runs"]:
+            _refresh(result["arms"][arm], reference_hidden)
+
+    def store(arm, record):
+        entry = result["arms"][arm]
+        entry["runs"].append(record)
+        _refresh(entry, reference_hidden)
+        io.save_json(path, result)
+        if progress and record.get("diverged"):
+            print(f"[{time.perf_counter() - t0:6.0f}s] {name}/{arm} seed {record['seed']}: {record['diverged']}",
+                  flush=True)
+        elif progress:
+            s = entry["summary"]["final_valid_ppl"]
+            print(f"[{time.perf_counter() - t0:6.0f}s] {name}/{arm} seed {record['seed']}: valid "
+                  f"{record['final_valid_ppl']:.2f} test {record['test_ppl']:.2f}  (arm so far: "
+                  f"{s['mean']:.2f} +- {s['std']:.2f}, n={s['n']})", flush=True)
+
+    if jobs > 1 and len(todo) > 1:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one BLAS thread a worker
+        import multiprocessing as mp
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(run_one, configs[arm].to_dict(), seed, probes): arm for arm, seed in todo}
+            for f in as_completed(futures):
+                store(futures[f], f.result())
+    else:
+        for arm, seed in todo:
+            store(arm, run_one(configs[arm].to_dict(), seed, probes))
+    result["wall_seconds"] = result.get("wall_seconds", 0.0) + (time.perf_counter() - t0)
+    io.save_json(path, result)
+    return result
+
+
+def _refresh(entry, reference_hidden):
+    entry["runs"].sort(key=lambda r: r["seed"])
+    entry["seeds"] = [r["seed"] for r in entry["runs"]]
+    entry.update(lstm_size(entry["runs"][0]["layers"], reference_hidden), summary=summarize(entry["runs"]))
+
+
+def _key(config_dict):
+    return tuple(sorted((k, v) for k, v in config_dict.items() if k != "name"))
+
+
+def _finished_elsewhere(out, path, quick_mode, names):
+    """{(config key, seed): run record} from the JSON of the other experiments `names` in `out`
+    (same quick mode; the course's and the search's runs record different probes, so each group
+    shares only within itself)."""
+    found = {}
+    for name in names:
+        other = os.path.join(out, f"{name}{'-quick' if quick_mode else ''}.json")
+        if other == path or not os.path.exists(other):
+            continue
+        try:
+            data = io.load_json(other)
+        except ValueError:
+            continue
+        for entry in data.get("arms", {}).values():
+            for run in entry.get("runs", []):
+                found.setdefault((_key(entry["config"]), run["seed"]), run)
+    return found
+
+
+def _load_previous(path, name, scale, quick_mode):
+    if os.path.exists(path):
+        try:
+            prev = io.load_json(path)
+        except ValueError as e:
+            raise ValueError(f"results file {path!r} is not valid JSON ({e}); move it away to start over") from None
+        if prev.get("experiment") == name and prev.get("scale") == scale and prev.get("quick") == quick_mode:
+            return prev
+    return {"experiment": name, "scale": scale, "quick": quick_mode, "arms": {}}

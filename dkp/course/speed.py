@@ -1,0 +1,134 @@
+"""Inference-speed tables (notebook 08) from the rows `benchmarks/inference.py` measures and writes
+with --json, and the project's speed targets; plain Python (no pandas). The figures are in
+`dkp.course.figures.speed`.
+
+A row (see the benchmark's docstring): {"method", "variant" ("layer" | "fused"), "batch", "steps",
+"cache" ("warm" | "cold"), "seconds", "speedup" (over the dense layer path, same batch, cache and
+run), "flop_bound", "macs_per_row", "weight_bytes", "flops_per_weight_byte", "gflops",
+"compression", ...}; rows with "floor": True time a tiny H = 4 layer (call overhead only).
+"""
+from __future__ import annotations
+
+import json
+
+CACHES = ("warm", "cold")
+# A compression "meets" a target c when it is >= c * (1 - RTOL), the rounding dkp.compression.shapes.kron_shape
+# lets through (520x260 kron 5x5 is 24.995x, "25x"; with 1% doping it is 19.997x, "20x").
+RTOL = 1e-3
+# The project's targets at batch 1, one step: (label, required speed-up, method picker)
+TARGETS = (
+    ("doped KP (>= 20x overall, 1% doping) >= 6x faster than dense", 6.0,
+     lambda r: (r["method"].startswith("doped") and r["method"].endswith("+1.0%")
+                and r["compression"] >= 20 * (1 - RTOL))),
+    ("plain KP at 25x >= 10x faster than dense", 10.0,
+     lambda r: r["method"].startswith("kp ") and r["compression"] >= 25 * (1 - RTOL)),
+)
+
+
+def load_results(path):
+    """The JSON record `benchmarks/inference.py --json PATH` wrote (checked for its main fields)."""
+    with open(path) as f:
+        record = json.load(f)
+    missing = {"command", "machine", "rows"} - set(record)
+    if missing:
+        raise ValueError(f"{path} is not an inference benchmark record: no {sorted(missing)}")
+    return record
+
+
+def select(rows, batch=1, steps=1, cache=None, variant=None, floor=False):
+    """The rows of one batch and step count, optionally one cache mode and one code path."""
+    return [r for r in rows if r["batch"] == batch and r["steps"] == steps and bool(r.get("floor")) == floor
+            and (cache is None or r["cache"] == cache) and (variant is None or r["variant"] == variant)]
+
+
+def short_name(method):
+    """A label for plots: 'doped 200x650 (x) 13x2 [flops] +1.0%' -> 'dKP flops +1.0%',
+    'kp 520x260 (x) 5x5 [rank]' -> 'KP rank', 'lmf r=34' -> 'LMF', 'pruned (csr)' -> 'pruned'."""
+    if method.startswith(("kp ", "doped ")):
+        split = method[method.index("[") + 1:method.index("]")]
+        doping = method[method.index("]") + 1:]
+        return ("dKP " if method.startswith("doped") else "KP ") + split + doping
+    first = method.split(" ")[0]
+    return first if first in ("dense", "pruned") else first.upper()
+
+
+def parse_size(text):
+    """A cache size as the kernel reports it ('1024K', '32M', '512') -> bytes."""
+    text = str(text).strip().upper()
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+    return int(float(text[:-1] if scale > 1 else text) * scale)
+
+
+def fmt_bytes(b):
+    return f"{b / 2**20:.2f} MiB" if b >= 2**20 else f"{b / 2**10:.0f} KiB"
+
+
+def text_table(header, lines, align=None):
+    """Columns padded to their widest entry; `align` a string of '<' / '>' per column."""
+    cells = [list(map(str, header))] + [[str(c) for c in line] for line in lines]
+    widths = [max(len(row[j]) for row in cells) for j in range(len(header))]
+    align = align or "<" + ">" * (len(header) - 1)
+    out = ["  ".join(f"{c:{a}{w}}" for c, a, w in zip(row, align, widths)) for row in cells]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def structure_table(rows):
+    """What each method stores and computes per input row (the same in every cache mode)."""
+    lines, seen = [], set()
+    for r in select(rows, cache=rows[0]["cache"] if rows else None, variant="layer"):
+        if r["method"] in seen:
+            continue
+        seen.add(r["method"])
+        lines.append((r["method"], f"{r['n_params']:,}", f"{r['compression']:.1f}x", fmt_bytes(r["weight_bytes"]),
+                      f"{r['macs_per_row']:,}", f"{r['flops_per_weight_byte']:.2f}", f"{r['flop_bound']:.2f}x"))
+    return text_table(("method", "params", "comp.", "weights", "MAC/row", "FLOP/B", "FLOP bound"), lines)
+
+
+def speed_table(rows, caches=CACHES):
+    """Batch 1, one step: per cache mode, the fused step's time and both paths' speed-up over dense."""
+    header, lines = ["method", "FLOP bound"], []
+    for cache in caches:
+        header += [f"{cache}: fused", "x dense (layer)", "x dense (fused)"]
+    for name in dict.fromkeys(r["method"] for r in select(rows)):
+        line = [short_name(name), None]
+        for cache in caches:
+            sel = {r["variant"]: r for r in select(rows, cache=cache) if r["method"] == name}
+            dense_fused = next(r for r in select(rows, cache=cache, variant="fused") if r["method"] == "dense")
+            fused = sel["fused"]
+            line[1] = f"{fused['flop_bound']:.2f}x"
+            line += [f"{fused['seconds'] * 1e6:.1f} us", f"{fused['speedup']:.2f}x",
+                     f"{dense_fused['seconds'] / fused['seconds']:.2f}x"]
+        lines.append(line)
+    return text_table(header, lines)
+
+
+def target_results(rows):
+    """[(label, need, [result])]: each result {"method", "cache", "compression", "flop_bound", "x_layer",
+    "x_fused", "met_layer", "met_fused"} for the fused step, against the dense layer path ("x_layer",
+    the benchmark's own baseline) and against dense's fused path (BLAS gemv + Numba cell, stricter)."""
+    out = []
+    for label, need, pick in TARGETS:
+        results = []
+        for cache in dict.fromkeys(r["cache"] for r in select(rows)):
+            dense_fused = next(r for r in select(rows, cache=cache, variant="fused") if r["method"] == "dense")
+            for r in select(rows, cache=cache, variant="fused"):
+                if pick(r):
+                    x_fused = dense_fused["seconds"] / r["seconds"]
+                    results.append({"method": r["method"], "cache": cache, "compression": r["compression"],
+                                    "flop_bound": r["flop_bound"], "x_layer": r["speedup"], "x_fused": x_fused,
+                                    "met_layer": r["speedup"] >= need, "met_fused": x_fused >= need})
+        out.append((label, need, results))
+    return out
+
+
+def target_summary(results, key="met_layer"):
+    """One plain sentence per target from `target_results`' results: per cache mode, who meets it."""
+    parts = []
+    for cache in dict.fromkeys(r["cache"] for r in results):
+        met = [short_name(r["method"]) for r in results if r["cache"] == cache and r[key]]
+        parts.append(f"{cache} cache: " + (f"met by {', '.join(met)}" if met else "not met"))
+    return "; ".join(parts)
+
+
+# --- figures ----------------------------------------------------------------------------------

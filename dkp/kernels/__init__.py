@@ -1,0 +1,12 @@
+"""The Numba kernels, the only code in dkp that imports numba, each beside the plain NumPy reference
+(`*_ref`) it is tested against:
+
+    arith    pure arithmetic the kernels share (the Kronecker product's cost per order, layouts)
+    kron     the Kronecker product W = sum_k A[k] kron B[k]: forward, transpose and factor gradients
+    sparse   CSR sparse products: forward, transpose, gradient of the values, scatter
+    step     inference only: the doped Kronecker forward and one LSTM step fused in one call
+
+Nothing here knows about LSTMs' training or gate matrices; `dkp.core.weights` builds on these. This
+file imports nothing, so `dkp.kernels.arith` loads without Numba.
+Set NUMBA_DISABLE_JIT=1 to run every kernel as plain Python (slow, for debugging and coverage).
+"""

@@ -1,0 +1,57 @@
+"""Checkpoints: a trainer's model, optimizer, RNG and history in one atomic .npz (no pickle), and
+loading them back with every name and shape checked."""
+from __future__ import annotations
+
+from dkp.core import io
+
+CHECKPOINT = "checkpoint.npz"
+
+
+def save_checkpoint(trainer, path):
+    """Write `trainer`'s parameters, buffers, optimizer state, RNG and history to `path` (atomic)."""
+    arrays = {f"param.{k}": v for k, v in trainer.model.params.items()}
+    for l, layer in enumerate(trainer.model.layers):
+        arrays.update({f"buffer.lstm{l}.{k}": v for k, v in layer.W.buffers.items()})
+    arrays.update({f"opt.{k}": v for k, v in trainer.optimizer.state_arrays().items()})
+    meta = {"config": trainer.config.to_dict(), "seed": trainer.seed, "epoch": trainer.epoch,
+            "step": trainer.step, "rng": trainer.rng.bit_generator.state, "history": trainer.history,
+            "vocab_size": len(trainer.corpus.vocab)}
+    io.save_npz(path, arrays, meta)
+
+
+def load_checkpoint(trainer, path):
+    """Put the checkpoint at `path` into `trainer`; its config must equal the trainer's but for `epochs`."""
+    arrays, meta = io.load_npz(path)
+    mine, theirs = trainer.config.to_dict(), dict(meta.get("config", {}))
+    mine.pop("epochs"), theirs.pop("epochs", None)
+    if mine != theirs:
+        diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
+        raise io.CheckpointError(f"checkpoint {path!r} was made with a different config "
+                                 f"(field: (checkpoint, now)): {diff}")
+    for hook in trainer.hooks:  # e.g. a dense warm-up the checkpoint's model has already left
+        if hasattr(hook, "restore"):
+            hook.restore(trainer, meta["step"])
+    load_model_arrays(trainer.model, arrays, path)
+    trainer.optimizer.load_state_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")})
+    trainer.seed, trainer.epoch, trainer.step = meta["seed"], meta["epoch"], meta["step"]
+    trainer.rng.bit_generator.state = meta["rng"]
+    trainer.history = meta["history"]
+
+
+def load_model_arrays(model, arrays, path="checkpoint"):
+    """Put a checkpoint's buffers and parameters into `model`, checking names and shapes."""
+    for l, layer in enumerate(model.layers):
+        prefix = f"buffer.lstm{l}."
+        buffers = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+        if buffers or layer.W.buffers:
+            layer.W.load_buffers(buffers)
+    params = model.params
+    missing = sorted(set(params) - {k[6:] for k in arrays if k.startswith("param.")})
+    if missing:
+        raise io.CheckpointError(f"checkpoint {path!r} lacks parameters {missing}")
+    for name, p in params.items():
+        a = arrays[f"param.{name}"]
+        if a.shape != p.shape:
+            raise io.CheckpointError(f"checkpoint {path!r}: parameter {name!r} has shape {a.shape}, "
+                                     f"but the model expects {p.shape}")
+        p[...] = a
