@@ -1,4 +1,11 @@
-"""Command line: python -m dkp {train, eval} ...  (python -m dkp COMMAND --help for each)."""
+"""The command line: python -m dkp COMMAND ...  (python -m dkp COMMAND --help for each)
+
+    train       train a language model on the Penn Treebank (a named config, any structure)
+    eval        the perplexity of a saved checkpoint
+    experiment  run a named experiment (dkp.course.catalog) over seeds and write its JSON
+    report      tables and verdicts from experiment JSON (the course's, or the search's folder)
+    plot        draw a figure from an experiment's JSON into a PNG
+"""
 from __future__ import annotations
 
 import argparse

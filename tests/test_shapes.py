@@ -51,7 +51,7 @@ def test_paper_split_chosen_for_speed():
     assert (low.m1, low.n1, low.m2, low.n2) == (1300, 100, 2, 13) and low.max_rank == 200
     assert shapes.kron_shape(PAPER, 25, prefer="flops", min_rank_fraction=1.0) == slow
     # passes through the doped budget too
-    kd = shapes.doped_kron_shape(PAPER, 25, 0.01, prefer="flops")
+    kd = shapes.kron_shape(PAPER, shapes.structured_target(PAPER, 25, 0.01), prefer="flops")
     assert 2600 * 1300 / (kd.n_params + 33_800) >= 25 * 0.999 and kd.max_rank >= 0.25 * 1300
 
 
@@ -73,7 +73,7 @@ def test_flops_rule_is_the_cheapest_admissible_shape(shape, target, fraction):
 def test_rank_two_kronecker_and_doped_budget():
     k2 = shapes.kron_shape(PAPER, 25, rank=2)
     assert k2.rank == 2 and k2.compression >= 25 * 0.999
-    kd = shapes.doped_kron_shape(PAPER, 25, 0.01)
+    kd = shapes.kron_shape(PAPER, shapes.structured_target(PAPER, 25, 0.01))
     assert 2600 * 1300 / (kd.n_params + 33_800) >= 25 * 0.999
 
 
@@ -86,7 +86,7 @@ def test_rank_two_kronecker_and_doped_budget():
     (lambda: shapes.hybrid_shape((10, 10), 100), "impossible"),
     (lambda: shapes.hybrid_shape((100, 10), 5, n_dense_rows=60), "dense rows alone"),
     (lambda: shapes.pruning_sparsity((10, 10), 1000), "no entry"),
-    (lambda: shapes.doped_kron_shape(PAPER, 25, 0.05), "density"),
+    (lambda: shapes.structured_target(PAPER, 25, 0.05), "doping density"),
     (lambda: shapes.kron_shape((0, 5), 2), "shape"),
     (lambda: shapes.kron_shape(PAPER, 25, prefer="speed"), "prefer must be one of"),
     (lambda: shapes.kron_shape(PAPER, 25, prefer="flops", min_rank_fraction=1.5), "min_rank_fraction"),

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from dkp.compression import kron_view
+from dkp.compression import kron_view, shapes
 from dkp.compression.shapes import KronShape, kron_candidates, kron_shape  # noqa: E402
 from dkp.course import widgets  # noqa: E402
 from dkp.course import diagnostics
@@ -26,13 +26,13 @@ def no_leaked_figures():
 # --- the plain functions -----------------------------------------------------------------------
 
 def test_divisors():
-    assert widgets.divisors(1) == [1]
-    assert widgets.divisors(12) == [1, 2, 3, 4, 6, 12]
-    assert widgets.divisors(2600) == sorted(d for d in range(1, 2601) if 2600 % d == 0)
+    assert shapes.divisors(1) == [1]
+    assert shapes.divisors(12) == [1, 2, 3, 4, 6, 12]
+    assert shapes.divisors(2600) == sorted(d for d in range(1, 2601) if 2600 % d == 0)
     assert widgets.nearest_divisor(2600, 2600 ** 0.5) == 50   # sqrt(2600) = 50.99
     assert widgets.nearest_divisor(12, 5) == 4          # 4 and 6 are equally close: the smaller
     with pytest.raises(ValueError):
-        widgets.divisors(0)
+        shapes.divisors(0)
 
 
 @pytest.mark.parametrize("shape", [PAPER, (256, 128), (12, 6)])
@@ -130,14 +130,14 @@ def test_explorer_starts_valid_with_a_balanced_split():
     ex = widgets.KroneckerExplorer()                                  # H = 64: W 256 x 128
     assert ex.shape == (256, 128) and ex.state.valid
     assert (ex.m1.value, ex.n1.value, ex.m2.value, ex.n2.value) == (16, 8, 16, 16)
-    assert list(ex.m1.options) == widgets.divisors(256) and list(ex.n2.options) == widgets.divisors(128)
+    assert list(ex.m1.options) == shapes.divisors(256) and list(ex.n2.options) == shapes.divisors(128)
     assert ex.drawn == ["A (16 x 8)", "B (16 x 16)", "A ⊗ B (256 x 128):\ntop-left 48 x 48"]
 
 
 def test_choosing_the_paper_split_updates_every_number():
     ex = widgets.KroneckerExplorer()
     ex.hidden.value = 650
-    assert ex.shape == PAPER and list(ex.m1.options) == widgets.divisors(2600)
+    assert ex.shape == PAPER and list(ex.m1.options) == shapes.divisors(2600)
     calls = count_updates(ex)
     ex.m1.value = 520                       # linked: m2 follows
     ex.n1.value = 260

@@ -43,16 +43,21 @@ class Annealer:
         return cubic_schedule(step, self.start, self.end, 1.0, self.config.doping)
 
     def __call__(self, trainer, step):
+        self.apply(trainer.model, step, trainer.optimizer)
+
+    def apply(self, model, step, optimizer=None):
+        """What the hook does at `step` to `model` (and to `optimizer`'s state of S, when given):
+        also usable without a trainer, e.g. `apply(model, annealer.end)` for the annealed sizes."""
         if step < self.start or step > self.end or ((step - self.start) % self.every and step != self.end):
             return
-        for l, layer in enumerate(trainer.model.layers):
+        for l, layer in enumerate(model.layers):
             W = layer.W
             if isinstance(W, Doped) and self.config.anneal_s:
                 target = self.density_at(step)
                 if round(target * W.shape[0] * W.shape[1]) < W.nnz:
                     keep = W.set_density(target)
-                    if hasattr(trainer.optimizer, "reindex"):
-                        trainer.optimizer.reindex(f"lstm{l}.S", keep)
+                    if hasattr(optimizer, "reindex"):
+                        optimizer.reindex(f"lstm{l}.S", keep)
             elif isinstance(W, Pruned):
                 final = pruning_sparsity(W.shape, self.config.compression)
                 target = cubic_schedule(step, self.start, self.end, 0.0, final)

@@ -45,12 +45,6 @@ PREFER = ("rank", "flops")   # kron_shape's two rules (see the module docstring)
 RTOL = 5e-3             # a compression within 0.5% under the target meets it (see the module docstring)
 
 
-def compression(shape, n_params):
-    """Dense parameter count / stored parameter count."""
-    m, n = check_matrix_shape(shape)
-    return m * n / n_params
-
-
 def _check_target(target):
     try:
         t = float(target)
@@ -61,8 +55,12 @@ def _check_target(target):
     return t
 
 
-def _divisors(k):
-    small = [d for d in range(1, int(math.isqrt(k)) + 1) if k % d == 0]
+def divisors(k):
+    """The divisors of a positive integer k, ascending."""
+    k = int(k)
+    if k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    small = [d for d in range(1, math.isqrt(k) + 1) if k % d == 0]
     return sorted(set(small + [k // d for d in small]))
 
 
@@ -113,7 +111,7 @@ def kron_candidates(shape, rank=1, min_side=1):
     """Every factorisation m = m1*m2, n = n1*n2 with all sides >= min_side, as KronShapes."""
     m, n = check_matrix_shape(shape)
     return [KronShape(m1, n1, m // m1, n // n1, int(rank))
-            for m1 in _divisors(m) for n1 in _divisors(n)
+            for m1 in divisors(m) for n1 in divisors(n)
             if min(m1, n1, m // m1, n // n1) >= min_side]
 
 
@@ -155,17 +153,15 @@ def kron_shape(shape, target, rank=1, *, min_side=2, rtol=RTOL, slack=0.05, pref
     return min(ok, key=lambda c: (c.flops, -c.max_rank, -c.m1 * c.n1, c.m1))
 
 
-def doped_kron_shape(shape, target, density, **kwargs):
-    """Kronecker factors such that KP + S at `density` meets `target` overall (S's non-zeros counted)."""
+def structured_target(shape, compression, doping):
+    """The compression the structured part must reach so that it plus S's final non-zeros meet
+    `compression` overall."""
     m, n = check_matrix_shape(shape)
-    target = _check_target(target)
-    if not 0.0 < density <= 1.0:
-        raise ValueError(f"density must be in (0, 1], got {density!r}")
-    budget = m * n / target - max(1, round(density * m * n))
+    budget = m * n / compression - doping * m * n
     if budget <= 0:
-        raise ValueError(f"density {density:g} alone stores {round(density * m * n):,} entries, more than "
-                         f"the {m * n / target:,.0f} parameters a {target:g}x compression of {m}x{n} allows")
-    return kron_shape(shape, m * n / budget, **kwargs)
+        raise ValueError(f"doping density {doping:g} alone stores {doping * m * n:,.0f} entries, more than "
+                         f"the {m * n / compression:,.0f} parameters a {compression:g}x compression allows")
+    return m * n / budget
 
 
 def low_rank_rank(shape, target, rtol=RTOL):

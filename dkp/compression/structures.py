@@ -25,17 +25,6 @@ STRUCTURES = ("dense", "kp", "lmf", "hmd", "prune")
 CMR_SCHEDULES = ("constant", "threshold", "density")
 
 
-def structured_target(shape, compression, doping):
-    """The compression the structured part must reach so that it plus S's final non-zeros meet
-    `compression` overall."""
-    m, n = shape
-    budget = m * n / compression - doping * m * n
-    if budget <= 0:
-        raise ValueError(f"doping density {doping:g} alone stores {doping * m * n:,.0f} entries, more than "
-                         f"the {m * n / compression:,.0f} parameters a {compression:g}x compression allows")
-    return m * n / budget
-
-
 def make_structured(structure, shape, compression, rng, init_scale, dtype, kp_rank=1):
     """A freshly initialised structured matrix of `shape` meeting `compression`."""
     if structure == "kp":
@@ -87,7 +76,7 @@ def gate_factory(config):
     def make(layer, shape, rng, init_scale, dtype):
         if config.structure == "prune":
             return Pruned.init(shape, rng=rng, scale=init_scale, dtype=dtype)
-        target = structured_target(shape, config.compression, config.doping) if config.doping else config.compression
+        target = shapes.structured_target(shape, config.compression, config.doping) if config.doping else config.compression
         W = make_structured(config.structure, shape, target, rng, init_scale, dtype, config.kp_rank)
         if config.doping:
             # S starts fully dense and zero; dkp.compression.anneal anneals its density down to config.doping.
@@ -105,7 +94,7 @@ def doped_from_dense(config, W):
         raise ValueError(f"doped_from_dense needs a doped kp, lmf or hmd config, got structure "
                          f"{config.structure!r} with doping {config.doping}")
     W = np.asarray(W)
-    target = structured_target(W.shape, config.compression, config.doping)
+    target = shapes.structured_target(W.shape, config.compression, config.doping)
     if config.structure == "kp":
         structured = compress.nearest_kronecker(W, shapes.kron_shape(W.shape, target, rank=config.kp_rank),
                                                 rank=config.kp_rank)

@@ -102,8 +102,8 @@ class LSTMStep:
         if out is None:
             out = (np.empty_like(c), np.empty_like(c))
         if self.fused and x.shape[0] <= self.max_fused_batch:
-            fused._kron_lstm_step(self.A, self.B, self.indptr, self.indices, self.values, self.bias,
-                                    x, h, c, out[0], out[1], self.b_first, self.fast_tanh)
+            fused.kron_lstm_step_packed(self.A, self.B, self.indptr, self.indices, self.values, self.bias,
+                                        x, h, c, out[0], out[1], self.b_first, self.fast_tanh)
             return out
         return fused.lstm_cell(self.gates(x, h), c, out)
 

@@ -12,7 +12,6 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-import numpy as np
 
 from dkp.compression.anneal import Annealer
 from dkp.core import io
@@ -20,6 +19,7 @@ from dkp.core.data import load_corpus
 from dkp.course.catalog import EXPERIMENTS, SCALES, SEARCH, default_out, experiment_arms, lstm_size, quick
 from dkp.course.diagnostics import (CMATracker, LossTrace, PerplexityProbe, cma_point, perplexity,
                                     perplexity_s_pruned)
+from dkp.course.report import mean_sd
 from dkp.training.configs import Config
 from dkp.training.evaluate import layer_report
 from dkp.training.loop import Trainer, TrainingDiverged
@@ -99,11 +99,6 @@ def run_one(config_dict, seed, probes=None):
                                   for f in probes["prune_fractions"]}
     record["seconds"] = time.perf_counter() - t0
     return record
-
-
-def mean_sd(values):
-    v = np.asarray(values, float)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
 
 
 def summarize(runs):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
+
 from dkp.core import io
 from dkp.course.catalog import EXPERIMENTS, arms
 
@@ -25,6 +27,12 @@ def load_results(directory, quick=False, names=None):
         if os.path.exists(path):
             out[name] = io.load_json(path)
     return out
+
+
+def mean_sd(values):
+    """{"mean", "std" (sample sd, 0 for one value), "n"} of a list of numbers: a run summary's shape."""
+    v = np.asarray(values, float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
 
 
 def stat(result, arm, key="final_valid_ppl"):
@@ -176,43 +184,40 @@ def markdown(results):
     return "\n".join(lines) + "\n"
 
 
+def _value_text(key, v, long=False):
+    """One number of an effect as text; `long` spells out a (mean, sd, n) triple and drops brackets."""
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:+.1%}" if key.startswith("relative") else f"{v:.2f}"
+    if isinstance(v, tuple):
+        return f"{v[0]:.2f} ± {v[1]:.2f}" + (f" (mean ± sd over {v[2]} seeds)" if long and len(v) == 3 else "")
+    if isinstance(v, list):
+        values = ", ".join(f"{x:.1f}" for x in v)
+        return values if long else f"[{values}]"
+    return str(v)
+
+
 def _numbers(e):
+    """The numbers of an effect on one line (the markdown report)."""
     if e["holds"] is None:
         return e["why"]
     parts = []
     for k, v in e.items():
         if k in ("claim", "holds"):
             continue
-        if isinstance(v, float):
-            parts.append(f"{k} {v:+.1%}" if k.startswith("relative") else f"{k} {v:.2f}")
-        elif isinstance(v, tuple):
-            parts.append(f"{k} {v[0]:.2f} ± {v[1]:.2f}")
-        elif isinstance(v, list):
-            parts.append(f"{k} [{', '.join(f'{x:.1f}' for x in v)}]")
-        elif isinstance(v, dict):
-            parts.append("; ".join(f"vs {a}: {r['relative']:+.1%} (beyond spread: {r['beyond_spread']})" for a, r in v.items()))
+        if isinstance(v, dict):
+            parts.append("; ".join(f"vs {a}: {r['relative']:+.1%} (beyond spread: {r['beyond_spread']})"
+                                   for a, r in v.items()))
         else:
-            parts.append(f"{k} {v}")
+            parts.append(f"{k} {_value_text(k, v)}")
     return ", ".join(parts)
 
 
 def effect_text(e):
-    """One effect of dkp.course.report.effects as text: the claim, the verdict line (starting with '->') and
-    the numbers it was computed from."""
+    """One effect of dkp.course.report.effects as text: the claim, the verdict line (starting with '->')
+    and the numbers it was computed from, one a line."""
     verdict = {True: "HOLDS", False: "does not hold", None: "not measured"}[e["holds"]]
     lines = [e["claim"], f"  -> {verdict}"]
-    for k, v in e.items():
-        if k in ("claim", "holds"):
-            continue
-        if isinstance(v, bool) or v is None or isinstance(v, str):
-            text = str(v)
-        elif isinstance(v, float):
-            text = f"{v:+.1%}" if k.startswith("relative") else f"{v:.2f}"
-        elif isinstance(v, tuple) and len(v) == 3:
-            text = f"{v[0]:.2f} ± {v[1]:.2f} (mean ± sd over {v[2]} seeds)"
-        elif isinstance(v, list):
-            text = ", ".join(f"{x:.1f}" for x in v)
-        else:
-            text = str(v)
-        lines.append(f"     {k}: {text}")
+    lines += [f"     {k}: {_value_text(k, v, long=True)}" for k, v in e.items() if k not in ("claim", "holds")]
     return "\n".join(lines)

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from dkp.course.report import compare, load_results, stat
+from dkp.course.report import compare, load_results, mean_sd, stat
 
 FAMILIES = ("cma-timing", "cma-density", "cma-init", "cmr-schedule", "cmr-branch", "cma-long")
 METRICS = {"M1": "rise during the anneal (slice ppl, last anneal point - first)",
@@ -109,8 +109,8 @@ def stats(values):
     """(mean, sample sd, n) of a list, the shape `dkp.course.report.compare` takes; None when empty."""
     if not values:
         return None
-    v = np.asarray(values, float)
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
+    s = mean_sd(values)
+    return s["mean"], s["std"], s["n"]
 
 
 def differ(a, b):

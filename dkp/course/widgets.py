@@ -30,6 +30,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from dkp.compression.kron_view import gate_shape, kron_display_arrays, kron_state
+from dkp.compression.shapes import divisors
 from dkp.course.diagnostics import cma_state, density_options, trained_density
 from dkp.course.figures.cma import plot_cma_explorer
 from dkp.course.figures.kronecker import plot_kron_heatmaps
@@ -38,15 +39,6 @@ from dkp.training.configs import CONFIGS
 # ============================================================================================
 # Shared plumbing
 # ============================================================================================
-
-
-def divisors(k):
-    """The divisors of a positive integer k, ascending."""
-    k = int(k)
-    if k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    small = [d for d in range(1, math.isqrt(k) + 1) if k % d == 0]
-    return sorted(set(small + [k // d for d in small]))
 
 
 def nearest_divisor(k, target):
@@ -66,8 +58,30 @@ class Explorer:
         self.draw = draw       # False: compute and write the numbers only (no matplotlib)
         self._holding = False  # True while several controls change together: one update at the end
 
-    def update(self):  # pragma: no cover - abstract
+    def compute_state(self):  # pragma: no cover - abstract
+        """The state for the controls' current values."""
         raise NotImplementedError
+
+    def summary_html(self):  # pragma: no cover - abstract
+        """The numbers of `self.state` as HTML."""
+        raise NotImplementedError
+
+    def figure(self):  # pragma: no cover - abstract
+        """The explorer's figure for the current state (close it after showing it)."""
+        raise NotImplementedError
+
+    def update(self):
+        """Recompute the state from the controls, rewrite the numbers, redraw (when drawing)."""
+        self.state = self.compute_state()
+        self.summary.value = self.summary_html()
+        if not self.draw:
+            return self.state
+        if self.state.valid:
+            self._redraw(self.plot, self.figure)
+        else:
+            self.plot.clear_output()
+            self.drawn = []
+        return self.state
 
     def _connect(self, *controls):
         for control in controls:
@@ -233,22 +247,14 @@ class KroneckerExplorer(Explorer):
                               id(self.n1): (self.n2, n), id(self.n2): (self.n1, n)}[id(change["owner"])]
                 partner.value = k // change["new"]
 
-    def update(self):
-        """Recompute the state from the controls, rewrite the numbers, redraw the heatmaps."""
+    def compute_state(self):
         m, n = self.shape
-        self.state = kron_state(m, n, self.m1.value, self.n1.value, self.m2.value, self.n2.value, self.rank.value)
-        self.summary.value = kron_state_html(self.state)
-        if not self.draw:
-            return self.state
-        if self.state.valid:
-            self._redraw(self.plot, self._figure)
-        else:
-            self.plot.clear_output()
-            self.drawn = []
-        return self.state
+        return kron_state(m, n, self.m1.value, self.n1.value, self.m2.value, self.n2.value, self.rank.value)
 
-    def _figure(self):
+    def summary_html(self):
+        return kron_state_html(self.state)
 
+    def figure(self):
         s = self.state
         A, B, W = kron_display_arrays(s, seed=self.seed.value, max_side=self.max_side)
         fig = plot_kron_heatmaps(A, B, W, shapes=((s.m1, s.n1), (s.m2, s.n2)))
@@ -349,23 +355,15 @@ class CMAExplorer(Explorer):
         pts = sorted((d, s.ppl) for (d, on), s in self.cache.items() if on and s.valid)
         return [d for d, _ in pts], [p for _, p in pts]
 
-    def update(self):
-        """Recompute (or fetch) the state for the controls, rewrite the numbers, redraw."""
+    def compute_state(self):
+        """The state for the controls, computed or fetched from the cache."""
         self.s_on.description = "S on" if self.s_on.value else "S off"
-        self.state = self.state_at(self.density.value, self.s_on.value)
+        return self.state_at(self.density.value, self.s_on.value)
+
+    def summary_html(self):
         s_off = self.s_off if not self.s_on.value or (self.trained, False) in self.cache else None
-        self.summary.value = cma_state_html(self.state, self.reference, s_off)
-        if not self.draw:
-            return self.state
-        if self.state.valid:
-            self._redraw(self.plot, self.figure)
-        else:
-            self.plot.clear_output()
-            self.drawn = []
-        return self.state
+        return cma_state_html(self.state, self.reference, s_off)
 
     def figure(self):
-        """The explorer's figure for the current state (close it after showing it)."""
-
         off = self.cache.get((self.trained, False))
         return plot_cma_explorer(self.visited(), self.state, self.reference, off.ppl if off else None, self.trained)

@@ -20,13 +20,18 @@ def csr_to_dense(indptr, indices, values, shape):
     return W
 
 
+def csr_indptr(rows, m):
+    """Row pointers (m+1,) int32 of entries stored in row-major order, from each entry's row index."""
+    indptr = np.zeros(m + 1, np.int32)
+    np.cumsum(np.bincount(rows, minlength=m), out=indptr[1:])
+    return indptr
+
+
 def csr_from_dense(W, mask=None):
     """CSR triple (indptr int32, indices int32, values) of W's non-zeros, or of W at `mask`."""
     keep = (W != 0) if mask is None else np.asarray(mask, bool)
     rows, cols = np.nonzero(keep)  # row-major order
-    indptr = np.zeros(W.shape[0] + 1, np.int32)
-    np.cumsum(np.bincount(rows, minlength=W.shape[0]), out=indptr[1:])
-    return indptr, cols.astype(np.int32), W[rows, cols]
+    return csr_indptr(rows, W.shape[0]), cols.astype(np.int32), W[rows, cols]
 
 
 def csr_matmul_ref(indptr, indices, values, x, m):
@@ -90,6 +95,9 @@ def _csr_fwd(indptr, indices, values, x, y, accumulate):
                 y[r, i] = acc[r]
 
 
+# `_csr_bwd` repeats `_csr_fwd`'s two layouts on purpose (a kernel specialisation, not a copy to
+# factor out): few rows loop over rows of S; larger batches transpose so that the batch is the
+# contiguous inner loop Numba vectorises.
 @njit(cache=True)
 def _csr_bwd(indptr, indices, values, dy, dx):
     """dx = dy @ S. dy (b, m), dx (b, n) (overwritten); indptr, indices unsigned."""

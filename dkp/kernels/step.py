@@ -277,6 +277,12 @@ def kron_lstm_step_ref(A, B, indptr, indices, values, bias, x, h, c):
     return lstm_cell_ref(z, c)
 
 
+# The jitted step itself, for callers that already hold its arrays in its layout (row-major A and B,
+# uint32 index arrays, contiguous x, h and c): `dkp.core.inference.LSTMStep` packs them once and calls
+# it directly, without the per-call conversions of `kron_lstm_step`.
+kron_lstm_step_packed = _kron_lstm_step
+
+
 def kron_lstm_step(A, B, indptr, indices, values, bias, x, h, c, out=None):
     """One LSTM step (h, c) with W = sum_k A[k] kron B[k] + S (CSR; pass empty arrays for no S), in
     one Numba call. A (r, m1, n1) and B (r, m2, n2) are copied to row-major if they are not;

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from dkp.core.checks import check_matrix_shape
+from dkp.kernels import sparse
 
 
 def product_init_bound(scale, n_terms):
@@ -57,6 +58,13 @@ class GateMatrix:
         """y = x @ W.T for x of shape (B, n). Returns (y, cache)."""
         self._check_input(x, self.shape[1], "x")
         return self._apply(x), (x,)
+
+    def forward_plus_sparse(self, x, indptr, indices, values):
+        """y = x @ (W + S).T for a CSR matrix S of W's shape, with W's own cache: the product of a
+        doped matrix whose S is this matrix's overlay. A structure may fuse the two products
+        (Kronecker does at batch 1); by default W's forward, then S's product added in place."""
+        y, cache = self.forward(x)
+        return sparse.csr_matmul(indptr, indices, values, x, self.shape[0], out=y, accumulate=True), cache
 
     def backward_input(self, dy, cache):
         """dx = dy @ W for dy of shape (B, m)."""
@@ -128,7 +136,22 @@ class GateMatrix:
                              f"gate matrix, got {x.shape}")
 
 
-class Dense(GateMatrix):
+class DenseProducts:
+    """The products of a matrix held densely in params["W"], with BLAS: shared by `Dense` and by the
+    pruned matrix (whose W has zeros off its mask)."""
+
+    def _apply(self, x):
+        return x @ self.params["W"].T
+
+    def _apply_t(self, dy):
+        return dy @ self.params["W"]
+
+    def backward_params(self, dy, cache):
+        (x,) = cache
+        return {"W": dy.T @ x}  # (m, B) @ (B, n)
+
+
+class Dense(DenseProducts, GateMatrix):
     """A plain dense matrix, multiplied with BLAS."""
 
     def __init__(self, W):
@@ -143,16 +166,6 @@ class Dense(GateMatrix):
         """Uniform(-scale, scale) initialisation, as in Zaremba et al."""
         m, n = check_matrix_shape(shape)
         return cls(rng.uniform(-scale, scale, size=(m, n)).astype(dtype))
-
-    def _apply(self, x):
-        return x @ self.params["W"].T
-
-    def _apply_t(self, dy):
-        return dy @ self.params["W"]
-
-    def backward_params(self, dy, cache):
-        (x,) = cache
-        return {"W": dy.T @ x}  # (m, B) @ (B, n)
 
     def to_dense(self):
         return self.params["W"].copy()

@@ -18,10 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from dkp.core.weights.base import GateMatrix
-from dkp.core.weights.kronecker import Kronecker
 from dkp.core.weights.sparse import check_density, csr_from_flat, csr_nbytes, csr_rows, largest, n_keep
-from dkp.kernels import kron, sparse
-from dkp.kernels import step as fused
+from dkp.kernels import sparse
 
 CMR_VARIANTS = ("output", "branch", "connect")
 
@@ -74,7 +72,6 @@ class Doped(GateMatrix):
         self.params = {**structured.params, "S": S.reshape(-1)[flat].copy()}
         self.cmr_p, self.cmr_variant, self.cmr_rescale = cmr_p, cmr_variant, bool(cmr_rescale)
         self.s_enabled = True
-        self._kron = isinstance(structured, Kronecker)
         self._rng = None           # Generator of the current minibatch ("output" draws per call)
         self._branch_scale = None  # "branch": 0 or 1/(1-p) for the current minibatch
         self._connect = None       # "connect": (nnz,) scaled mask for the current minibatch
@@ -153,10 +150,8 @@ class Doped(GateMatrix):
             raise ValueError(f"density {density} would keep {k} entries, but S holds only {self.nnz} "
                              f"(density {self.density:.6g}): the density of S can only be lowered")
         keep = largest(self.params["S"], k)
-        rows = csr_rows(self.indptr)[keep]
-        indptr = np.zeros_like(self.indptr)
-        np.cumsum(np.bincount(rows, minlength=self.shape[0]), out=indptr[1:])
-        self.indptr, self.indices = indptr, self.indices[keep]
+        self.indptr = sparse.csr_indptr(csr_rows(self.indptr)[keep], self.shape[0])
+        self.indices = self.indices[keep]
         self.params["S"] = self.params["S"][keep]
         if self._connect is not None:
             self._connect = self._connect[keep]
@@ -245,9 +240,9 @@ class Doped(GateMatrix):
             y, sc = self.structured.forward(x)
             return y, (*sc, None)
         if not self._dropout_on():
-            if self._kron and x.shape[0] <= kron.KRON_NUMBA_MAX_BATCH and not self._dense_path():
-                p = self.params  # the batch-1 inference path: one fused Numba call
-                return fused.doped_kron_matmul(p["A"], p["B"], self.indptr, self.indices, p["S"], x), (x, None)
+            if not self._dense_path():   # the structure may fuse its product with S's (KP at batch 1)
+                y, sc = self.structured.forward_plus_sparse(x, self.indptr, self.indices, self.params["S"])
+                return y, (*sc, None)
             y, sc = self.structured.forward(x)
             return self._s_matmul(x, self.params["S"], out=y), (*sc, None)
         y, sc = self.structured.forward(x)

@@ -6,6 +6,7 @@ import numpy as np
 from dkp.core.checks import check_matrix_shape
 from dkp.core.weights.base import GateMatrix, product_init_bound
 from dkp.kernels import kron
+from dkp.kernels import step as fused
 
 
 def check_factors(shape, factors):
@@ -83,6 +84,13 @@ class Kronecker(GateMatrix):
 
     def _apply(self, x):
         return kron.kron_matmul(self.params["A"], self.params["B"], x)
+
+    def forward_plus_sparse(self, x, indptr, indices, values):
+        """At batch 1 (inference, sampling) the Kronecker and the CSR products in one Numba call."""
+        if x.shape[0] > kron.KRON_NUMBA_MAX_BATCH:
+            return super().forward_plus_sparse(x, indptr, indices, values)
+        self._check_input(x, self.shape[1], "x")
+        return fused.doped_kron_matmul(self.params["A"], self.params["B"], indptr, indices, values, x), (x,)
 
     def _apply_t(self, dy):
         return kron.kron_matmul_t(self.params["A"], self.params["B"], dy)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 
 from dkp.core.checks import check_matrix_shape
-from dkp.core.weights.base import GateMatrix
+from dkp.core.weights.base import DenseProducts, GateMatrix
 from dkp.core.weights.sparse import Sparse, csr_nbytes, largest
 
 
-class Pruned(GateMatrix):
+class Pruned(DenseProducts, GateMatrix):
     """W (m, n) dense in memory, with a boolean mask (m, n): entries off the mask are kept at zero and
     get no gradient. `set_sparsity` prunes by magnitude (call it on a schedule, see
     `dkp.compression.schedules.cubic_schedule`); `to_sparse` gives the CSR form for inference.
@@ -82,17 +82,10 @@ class Pruned(GateMatrix):
             raise ValueError(f"buffer 'mask' must have shape {self.shape}, got {mask.shape}")
         self.mask, self._nnz = mask, int(mask.sum())
 
-    def _apply(self, x):
-        return x @ self.params["W"].T
-
-    def _apply_t(self, dy):
-        return dy @ self.params["W"]
-
     def backward_params(self, dy, cache):
-        (x,) = cache
-        g = dy.T @ x                                          # (m, n)
-        g *= self.mask
-        return {"W": g}
+        g = super().backward_params(dy, cache)                # {"W": (m, n)}
+        g["W"] *= self.mask
+        return g
 
     def to_dense(self):
         return self.params["W"] * self.mask

@@ -38,9 +38,7 @@ def csr_from_flat(flat, shape):
     """indptr (m+1,) and indices (nnz,) int32 of sorted flat positions in an (m, n) matrix."""
     m, n = shape
     rows, cols = np.divmod(np.asarray(flat, np.int64), n)
-    indptr = np.zeros(m + 1, np.int32)
-    np.cumsum(np.bincount(rows, minlength=m), out=indptr[1:])
-    return indptr, cols.astype(np.int32)
+    return sparse.csr_indptr(rows, m), cols.astype(np.int32)
 
 
 def csr_rows(indptr):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dkp.course.figures.axes import new_axes
+from dkp.course.figures.axes import label_axes, new_axes
 from dkp.course.search import _steps_per_epoch, failed_runs
 from dkp.course.series import anneal_series, cma_arms, cma_series, cmr_p_sweep, probe_series
 
@@ -99,12 +99,7 @@ def plot_cmr_noise(ps, noise, ax=None, title=None):
     ax.plot(fine, np.sqrt(fine / (1 - fine)), color="0.3", linestyle=":", label="√(p / (1 − p))")
     for (variant, values), marker in zip(noise.items(), ("o", "s", "^")):
         ax.plot(ps, values, marker=marker, label=f"{variant} (measured)")
-    ax.set_xlabel("co-matrix dropout probability p")
-    ax.set_ylabel("RMS(S_eff x − S x) / RMS(S x) (no unit)")
-    ax.set_title(title or "How much noise co-matrix dropout puts on the sparse branch")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    return ax
+    return label_axes(ax, "co-matrix dropout probability p", "RMS(S_eff x − S x) / RMS(S x) (no unit)", title or "How much noise co-matrix dropout puts on the sparse branch")
 
 
 # --- the cmr experiment (notebook 06) --------------------------------------------------------------
@@ -205,12 +200,7 @@ def plot_loss_traces(result, arms=None, ax=None, title=None):
             ax.plot(np.array(steps) / spe, loss, color=f"C{i}", linewidth=1.0,
                     linestyle="--" if r["seed"] in bad else "-",
                     label=f"{arm}" + (" (dashed: did not train)" if bad else "") if k == 0 else None)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss (nats per word, mean of 25 steps)")
-    ax.set_title(title or "Training loss of every run")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    return ax
+    return label_axes(ax, "epoch", "training loss (nats per word, mean of 25 steps)", title or "Training loss of every run")
 
 
 def plot_cma(result, arms=None, ax=None, title=None):

@@ -1,0 +1,75 @@
+"""What the notebooks share, written once: the repository's folders, the wall time of a results file,
+the sizes an arm trains to (its model after the anneal), and one line describing a gate
+matrix."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from dkp.compression.anneal import Annealer, needs_annealing
+from dkp.core.weights import Doped, Hybrid, Kronecker, LowRank, Pruned
+from dkp.course.catalog import lstm_size
+from dkp.training.evaluate import layer_report
+from dkp.training.loop import build_model
+
+
+def repo_root(start=None):
+    """The repository root: the first folder upwards from `start` (default: the working directory)
+    that holds pyproject.toml."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    raise FileNotFoundError(f"no pyproject.toml in {here} or above it: run the notebooks from inside the "
+                            f"dkp repository")
+
+
+def results_dir(start=None):
+    """data/results of the repository: the committed experiment results."""
+    return repo_root(start) / "data" / "results"
+
+
+def wall_time(result):
+    """The wall time a results file records once its experiment has finished, as text."""
+    if "wall_seconds" in result:
+        return f"{result['wall_seconds'] / 60:.0f} min of wall time"
+    return "no wall time recorded yet (the experiment is still running, or was interrupted)"
+
+
+def annealed_model(config, vocab_size, seed=0):
+    """A fresh model of `config` as its anneal leaves it (S or the pruning mask at its final
+    density): the size the arm trains to. Models without an anneal are returned as built."""
+    model = build_model(config, vocab_size, seed=seed)
+    if needs_annealing(config):
+        annealer = Annealer(config, steps_per_epoch=100)   # any step count: only the end matters
+        annealer.apply(model, annealer.end)
+    return model
+
+
+def arm_sizes(arms, vocab_size, reference_hidden, seed=0):
+    """{arm: {"config", "W" (layer 0's gate matrix), "total" (all parameters), "n_params",
+    "n_bytes", "compression"}}: each arm's LSTM after its anneal, its compression counted against
+    dense gate matrices of `reference_hidden` units."""
+    rows = {}
+    for arm, config in arms.items():
+        model = annealed_model(config, vocab_size, seed)
+        rows[arm] = {"config": config, "W": model.layers[0].W,
+                     "total": sum(p.size for p in model.params.values()),
+                     **lstm_size(layer_report(model), reference_hidden)}
+    return rows
+
+
+def structure_text(W):
+    """One line for a gate matrix: its factor shapes, rank, dense rows or kept share, plus S."""
+    inner = W.structured if isinstance(W, Doped) else W
+    if isinstance(inner, Kronecker):
+        (m1, n1), (m2, n2) = inner.factors
+        text = f"A {m1}x{n1} ⊗ B {m2}x{n2}"
+    elif isinstance(inner, Hybrid):
+        text = f"{inner.n_dense_rows} dense rows + rank {inner.rank}"
+    elif isinstance(inner, LowRank):
+        text = f"rank {inner.rank}"
+    elif isinstance(inner, Pruned):
+        text = f"{1 - inner.sparsity:.1%} of entries kept"
+    else:
+        text = "dense"
+    return text + (f" + S ({W.nnz:,})" if isinstance(W, Doped) else "")

@@ -1,0 +1,48 @@
+"""The notebooks' shared helpers (dkp.course.notebook): the repository's folders, the sizes an arm
+trains to, the one-line structure of a gate matrix."""
+import numpy as np
+import pytest
+
+from dkp.compression.anneal import Annealer
+from dkp.core.data import load_corpus
+from dkp.core.weights import Dense, Doped, Kronecker, Pruned
+from dkp.course import catalog
+from dkp.course.notebook import annealed_model, arm_sizes, repo_root, results_dir, structure_text, wall_time
+
+
+def test_repo_root_is_found_from_a_subfolder_and_missing_is_explained(tmp_path):
+    root = repo_root()
+    assert (root / "pyproject.toml").is_file() and repo_root(root / "notebooks") == root
+    assert results_dir(root / "dkp") == root / "data" / "results"
+    with pytest.raises(FileNotFoundError, match="pyproject.toml"):
+        repo_root(tmp_path)
+
+
+def test_wall_time_of_a_finished_and_an_unfinished_result():
+    assert wall_time({"wall_seconds": 600}) == "10 min of wall time"
+    assert "no wall time" in wall_time({})
+
+
+def test_arms_are_sized_after_their_anneal():
+    V = len(load_corpus("ptb").vocab)
+    scale = catalog.SCALES["course"]
+    arms = {a: catalog.quick(c) for a, c in catalog.arms("doping").items()}
+    rows = arm_sizes(arms, V, catalog.quick(scale["base"]).hidden)
+    for arm, row in rows.items():
+        assert row["compression"] >= scale["compression"] * 0.995, arm
+    W = rows["doped-kp"]["W"]
+    assert isinstance(W, Doped) and abs(W.density - scale["doping"]) < 1e-3
+    fresh = annealed_model(arms["doped-kp"], V)
+    a = Annealer(arms["doped-kp"], steps_per_epoch=100)
+    assert fresh.layers[0].W.nnz == W.nnz and a.end > a.start
+
+
+def test_structure_text_names_each_kind():
+    rng = np.random.default_rng(0)
+    kp = Kronecker.init((8, 6), ((4, 3), (2, 2)), rng=rng)
+    assert structure_text(kp) == "A 4x3 ⊗ B 2x2"
+    assert structure_text(Doped(kp, density=0.5, S=np.ones((8, 6), np.float32))) == "A 4x3 ⊗ B 2x2 + S (24)"
+    P = Pruned(rng.standard_normal((8, 6)).astype(np.float32))
+    P.set_sparsity(0.5)
+    assert structure_text(P) == "50.0% of entries kept"
+    assert structure_text(Dense(np.zeros((8, 6), np.float32))) == "dense"
