@@ -8,7 +8,7 @@ small configs and short slices of PTB, never a full experiment.
   03: rank(A kron B) = min(m1, n1) * min(m2, n2) for random
       factors (the KP arm's gate matrix)                          test_kp_rank_is_the_product_of_the_factor_ranks
   03: every kind of arm trains under the better of the two
-      recipes (data/results/recipes.json)                         test_each_arm_uses_the_better_recipe
+      recipes (data/results/recipes.json)                         test_committed_results.py
   04: the doped matrix's bytes = KP bytes + CSR arrays of S, S at
       its target density after the anneal                         test_doped_storage_is_kp_plus_csr
   04: every doping arm meets the target after its anneal          test_doping_arms_meet_the_target
@@ -22,19 +22,17 @@ small configs and short slices of PTB, never a full experiment.
   03, 04, 07: the verdict printed (dkp.course.report.effects) equals the
       notebook's recomputation from the individual runs           test_verdicts_match_a_recomputation_from_the_runs
 """
-from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from dkp.compression.anneal import Annealer, doped_layers, needs_annealing
+from dkp.compression.anneal import Annealer, doped_layers
 from dkp.compression.shapes import RTOL, KronShape, kron_candidates
-from dkp.core import io
 from dkp.core.weights import Doped
 from dkp.core.weights.sparse import csr_nbytes, n_keep
 from dkp.course import catalog
 from dkp.course import experiments as ex
+from dkp.course.notebook import annealed_model
 from dkp.course.report import effects, recipe_search
 from dkp.training.evaluate import layer_report
 from dkp.training.loop import Trainer, build_model
@@ -47,10 +45,7 @@ MEETS = TARGET * (1 - RTOL)          # dkp.compression.shapes' rule: a compressi
 
 def sized(config, reference_hidden):
     """The notebooks' arm size: a fresh model after the annealer's last step (if it anneals)."""
-    model = build_model(config, V, seed=0)
-    if needs_annealing(config):
-        annealer = Annealer(config, steps_per_epoch=100)
-        annealer(SimpleNamespace(model=model, optimizer=None), annealer.end)
+    model = annealed_model(config, V, seed=0)
     return model, catalog.lstm_size(layer_report(model), reference_hidden)
 
 
@@ -90,26 +85,6 @@ def test_kp_rank_is_the_product_of_the_factor_ranks():
     assert np.linalg.matrix_rank(W.to_dense()) == bound
     A, B = W.params["A"][0].astype(np.float64), W.params["B"][0].astype(np.float64)
     assert np.linalg.matrix_rank(np.kron(A, B)) == np.linalg.matrix_rank(A) * np.linalg.matrix_rank(B) == bound
-
-
-def test_each_arm_uses_the_better_recipe():
-    """The committed recipe search: each kind of arm's recipe is the better of SGD and Adam for it."""
-    path = Path(__file__).resolve().parents[1] / "data" / "results" / "recipes.json"
-    rows = recipe_search(io.load_json(path))
-    assert [r["kind"] for r in rows] == ["dense", "prune", "kp", "lmf", "hmd", "doped-kp", "doped-lmf", "doped-hmd"]
-    assert all(r["better"] for r in rows), rows
-
-
-@pytest.mark.parametrize("name", catalog.EXPERIMENTS)
-def test_committed_results_are_this_codes_arms(name):
-    """data/results/NAME.json holds every arm of NAME with the config this code gives it, three
-    seeds (one for the recipe search), so the notebooks' loaded numbers are those of these arms and
-    rerunning an experiment skips what is committed."""
-    result = io.load_json(Path(__file__).resolve().parents[1] / "data" / "results" / f"{name}.json")
-    assert result["experiment"] == name and result["scale"] == "course" and not result["quick"]
-    for arm, config in catalog.arms(name).items():
-        assert result["arms"][arm]["config"] == config.to_dict(), arm
-        assert result["arms"][arm]["seeds"] == list(range(1 if name == "recipes" else 3)), arm
 
 
 def test_recipe_search_flags_a_worse_recipe():
@@ -159,10 +134,9 @@ def test_annealer_reaches_the_target_density():
     steps_per_epoch = 200
     annealer = Annealer(config, steps_per_epoch)
     model = build_model(config, V, seed=0)
-    stub = SimpleNamespace(model=model, optimizer=None)
     applied = []
     for step in range(config.epochs * steps_per_epoch):
-        annealer(stub, step)
+        annealer.apply(model, step)
         applied.append(np.mean([W.density for _, W in doped_layers(model)]))
     applied = np.array(applied)
     assert applied[0] == 1.0 and np.all(np.diff(applied) <= 0)

@@ -6,16 +6,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from dkp.course.figures.curves import plot_training_curves  # noqa: E402
+from readable import assert_readable  # noqa: E402
 
 METRICS = {"train_ppl": [800.0, 300.0, 200.0], "valid_ppl": [400.0, 320.0, 290.0]}
 
 
 def test_training_curves_are_labelled():
     ax = plot_training_curves(METRICS, hlines={"unigram": 685.0}, title="demo")
-    assert ax.get_title() == "demo"
-    assert "epoch" in ax.get_xlabel() and "perplexity" in ax.get_ylabel()
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "train (running, during the epoch)", "validation (end of epoch)", "unigram"]
+    assert_readable(ax)
+    assert ax.get_title() == "demo" and len(ax.get_legend().get_texts()) == 3   # two curves and the line
     assert list(ax.lines[1].get_xdata()) == [1, 2, 3]
     plt.close(ax.figure)
 
@@ -23,7 +22,7 @@ def test_training_curves_are_labelled():
 def test_a_single_line_has_no_legend_and_missing_keys_are_skipped():
     ax = plot_training_curves({"valid_ppl": [5.0, 4.0]}, log=False)
     assert len(ax.lines) == 1 and ax.get_legend() is None
-    assert ax.get_title() and ax.get_ylabel() == "perplexity (per word)"
+    assert_readable(ax)
     plt.close(ax.figure)
 
 
@@ -35,14 +34,15 @@ def test_kron_heatmaps_are_labelled_and_draw_the_block_grid():
     A, B = np.arange(6.0).reshape(3, 2), np.ones((4, 3))
     fig = plot_kron_heatmaps(A, B)
     heat = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in heat] == ["A (3 x 2)", "B (4 x 3)", "A ⊗ B (12 x 6)"]
-    assert all(ax.get_xlabel() == "column index" and ax.get_ylabel() == "row index" for ax in heat)
+    for ax, shape in zip(heat, ("3 x 2", "4 x 3", "12 x 6")):   # each panel names its shape
+        assert_readable(ax)
+        assert shape in ax.get_title()
     assert len(heat[2].lines) == 2 + 1          # block boundaries: 2 horizontal, 1 vertical
     assert "12 x 6 from 18 stored numbers" in fig._suptitle.get_text()
     plt.close(fig)
     # blocks of large factors are titled as such
     fig = plot_kron_heatmaps(A, B, shapes=((520, 260), (4, 3)))
-    assert fig.axes[0].get_title() == "A (520 x 260):\ntop-left 3 x 2"
+    assert "520 x 260" in fig.axes[0].get_title() and "3 x 2" in fig.axes[0].get_title()
     plt.close(fig)
 
 
@@ -54,7 +54,7 @@ def test_kron_tradeoff_and_error_plots_are_labelled():
 
     shape = (2600, 1300)
     ax = plot_kron_tradeoff(kron_candidates(shape), shape, picks={"rank rule": kron_shape(shape, 25)}, target=25)
-    assert ax.get_title() and "compression" in ax.get_xlabel() and "multiply-adds" in ax.get_ylabel()
+    assert_readable(ax)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any("A 520x260 ⊗ B 5x5" in t for t in labels) and "target 25x" in labels
     plt.close(ax.figure)
@@ -63,8 +63,8 @@ def test_kron_tradeoff_and_error_plots_are_labelled():
         {"a": {"rank": ranks, "error": [0.9, 0.5, 0.2, 0.0], "compression": 8 / ranks},
          "b": {"rank": ranks, "error": [0.95, 0.6, 0.3, 0.0], "compression": 8 / ranks, "on_rank_axis": False}},
         title="demo")
-    assert "rank" in left.get_xlabel() and "compression" in right.get_xlabel()
-    assert "relative error" in left.get_ylabel() and left.get_title() and right.get_title()
+    assert_readable(left)
+    assert_readable(right)
     assert len(left.lines) == 1 and len(right.lines) == 2 and right.get_legend() is not None
     plt.close(left.figure)
 
@@ -74,10 +74,10 @@ def test_density_plot_is_labelled_with_target_and_window():
 
     ax = plot_density({"schedule": ([0, 1, 2], [1.0, 0.1, 0.01]), "recorded": ([0, 1, 2], [1.0, 0.2, 0.01])},
                       target=0.01, window=(0, 2), xlabel="epoch (passes over the training tokens)", title="demo")
-    assert ax.get_title() == "demo" and "epoch" in ax.get_xlabel() and "density of S" in ax.get_ylabel()
+    assert_readable(ax)
     assert ax.get_yscale() == "log"
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "schedule", "recorded", "target density 0.01", "anneal window"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[:2] == ["schedule", "recorded"] and len(legend) == 4       # + the target and the window
     plt.close(ax.figure)
     ax = plot_density({"only": ([0, 1], [1.0, 0.5])})
     assert ax.get_legend() is None and ax.get_title()
@@ -92,7 +92,7 @@ def test_storage_plot_counts_csr_bytes():
     csr, dense = ax.lines[0], ax.lines[1]
     assert list(csr.get_ydata()) == [csr_nbytes(8, 8, 4), csr_nbytes(32, 8, 4)] == [8 * 8 + 36, 32 * 8 + 36]
     assert list(dense.get_ydata()) == [128, 128]
-    assert "density" in ax.get_xlabel() and "bytes" in ax.get_ylabel() and ax.get_title()
+    assert_readable(ax)
     assert len(ax.get_legend().get_texts()) == 3
     plt.close(ax.figure)
 
@@ -105,7 +105,7 @@ def test_relative_loss_bars_mark_missing_values():
     assert "n/a" in [t.get_text() for t in ax.texts] and "+27.0%" in [t.get_text() for t in ax.texts]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["paper", "ours"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["kp", "lmf"]
-    assert "%" in ax.get_ylabel() and ax.get_xlabel() == "method" and ax.get_title() == "demo"
+    assert_readable(ax)
     plt.close(ax.figure)
     ax = plot_relative_loss({"paper": {"kp": 1.4}})
     assert ax.get_legend() is None

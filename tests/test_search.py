@@ -142,6 +142,20 @@ def test_cmr_fixes_only_when_it_lowers_the_rise_without_raising_the_final_perple
     assert search.fixes(res, "cmr-schedule", "late-short", "H4")["holds"] is False
 
 
+def test_a_cmr_arm_that_did_not_train_is_decided_against_not_left_undecided():
+    base = [run(s, 200, 190, 230 + s) for s in range(3)]
+    broken = [run(0, 200, 190, 200), run(1, 900, 190, 900), run(2, 0, 0, 0, diverged=True)]
+    res = {"cmr-schedule": family({"late-short": base, "output-p0.3-norescale": broken})}
+    assert search.untrained(res, "cmr-schedule", "output-p0.3-norescale")["untrained"] == "trained in 1 of 3 seeds"
+    assert search.untrained(res, "cmr-schedule", "late-short") is None
+    h = by_id(search.hypotheses(res))
+    assert h["H4"]["holds"] is False and h["H4a:M1"]["holds"] is False
+    assert "trained in 1 of 3 seeds -> no" in search.verdict_text(h["H4"])
+    # two seeds run, one failed: the third may still train, so still undecided
+    res = {"cmr-schedule": family({"late-short": base, "output-p0.3-norescale": broken[1:]})}
+    assert by_id(search.hypotheses(res))["H4"]["holds"] is None
+
+
 def test_branch_divergence_verdicts():
     cfg = {"branch-p0.3": {"cmr_p": 0.3, "cmr_variant": "branch"},
            "branch-p0.3-norescale": {"cmr_p": 0.3, "cmr_variant": "branch", "cmr_rescale": False}}

@@ -147,7 +147,7 @@ def test_choosing_the_paper_split_updates_every_number():
     assert ex.state.kron == paper and ex.state.compression == paper.compression
     assert f"{paper.compression:.4g}x" in ex.summary.value
     assert f"{paper.flops:,} ← cheaper" in ex.summary.value
-    assert ex.drawn[0] == "A (520 x 260):\ntop-left 48 x 48" and ex.drawn[1] == "B (5 x 5)"
+    assert "520 x 260" in ex.drawn[0] and "48 x 48" in ex.drawn[0] and "5 x 5" in ex.drawn[1]
     ex.m2.value = 13                        # moving B's side moves A's
     assert ex.m1.value == 200 and ex.state.kron == KronShape(200, 260, 13, 5)
 

@@ -121,6 +121,19 @@ def differ(a, b):
     return {**compare(a, b), "a": a, "b": b}
 
 
+def untrained(results, family, arm):
+    """A decided check for an arm that ran MIN_SEEDS seeds or more but trained in fewer (the rest
+    diverged or did not train): such an arm cannot lower anything. None otherwise."""
+    result = results.get(family)
+    if not result or arm not in result["arms"]:
+        return None
+    runs, failed = result["arms"][arm].get("runs", []), failed_runs(result).get(arm, [])
+    if len(runs) < MIN_SEEDS or len(runs) - len(failed) >= MIN_SEEDS:
+        return None
+    return {"untrained": f"trained in {len(runs) - len(failed)} of {len(runs)} seeds", "difference": 0.0,
+            "beyond_spread": False}
+
+
 def _hold(results):
     return (results.get("cma-timing") or {}).get("arms", {}).get("hold")
 
@@ -219,7 +232,8 @@ def hypotheses(results, course=None):
                               ("H4c", "M3", "the final perplexity"), ("H4d", "M4", "the dependence on S"),
                               ("H4d", "M5", "the cost of pruning S further")):
         out.append(_verdict(f"{hid}:{metric}", f"co-matrix dropout lowers {what} ({metric}) of a late-short anneal",
-                            [(f"{a} vs late-short", differ(base.get(metric), v("cmr-schedule", a).get(metric)), down)
+                            [(f"{a} vs late-short", differ(base.get(metric), v("cmr-schedule", a).get(metric))
+                              or untrained(results, "cmr-schedule", a), down)
                              for a in cmr_arms], holds_if="any"))
     out.append(fixes(results, "cmr-schedule", "late-short", "H4"))
     out.extend(branch(results))
@@ -245,6 +259,10 @@ def fixes(results, family, baseline, hid):
     for a in arms_:
         mine = values(results, family, a)
         c1, c6, c3 = (differ(base.get(m), mine.get(m)) for m in ("M1", "M6", "M3"))
+        failed = untrained(results, family, a)
+        if failed:
+            checks.append((a, {"beyond_spread": False, "detail": failed["untrained"]}, lambda c: False))
+            continue
         if None in (c1, c6, c3):
             checks.append((a, None, None))
             continue
@@ -366,7 +384,9 @@ def verdict_text(h):
     word = {True: "holds", False: "does not hold", None: "undecided (not all runs are in)"}[h["holds"]]
     parts = []
     for c in h["checks"]:
-        if "detail" in c:
+        if "untrained" in c:
+            parts.append(f"{c['check']}: {c['untrained']} -> no")
+        elif "detail" in c:
             parts.append(f"{c['check']}: {c['detail']} -> {'yes' if c['holds'] else 'no'}")
         elif "difference" in c and c.get("threshold") is not None:
             parts.append(f"{c['check']}: difference {c['difference']:+.3g} (threshold {c['threshold']:.3g})"

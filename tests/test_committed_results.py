@@ -1,0 +1,59 @@
+"""The committed results are what this code produces and what the course reads: every results file
+under data/results holds the arms this code defines for its experiment, with their configs, seeds,
+command and commit; the recipe search backs each arm's recipe; the inference benchmark's record is
+complete. (Claims about what the results *show* are tested with the notebooks that make them.)"""
+from pathlib import Path
+
+import pytest
+
+from dkp.core import io
+from dkp.course import catalog
+from dkp.course import speed as sp
+from dkp.course.report import recipe_search
+
+RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
+
+
+def test_each_arm_uses_the_better_recipe():
+    """The committed recipe search: each kind of arm's recipe is the better of SGD and Adam for it."""
+    path = RESULTS / "recipes.json"
+    rows = recipe_search(io.load_json(path))
+    assert [r["kind"] for r in rows] == ["dense", "prune", "kp", "lmf", "hmd", "doped-kp", "doped-lmf", "doped-hmd"]
+    assert all(r["better"] for r in rows), rows
+
+
+@pytest.mark.parametrize("name", catalog.EXPERIMENTS)
+def test_committed_results_are_this_codes_arms(name):
+    """data/results/NAME.json holds every arm of NAME with the config this code gives it, three
+    seeds (one for the recipe search), so the notebooks' loaded numbers are those of these arms and
+    rerunning an experiment skips what is committed."""
+    result = io.load_json(RESULTS / f"{name}.json")
+    assert result["experiment"] == name and result["scale"] == "course" and not result["quick"]
+    for arm, config in catalog.arms(name).items():
+        assert result["arms"][arm]["config"] == config.to_dict(), arm
+        assert result["arms"][arm]["seeds"] == list(range(1 if name == "recipes" else 3)), arm
+
+
+@pytest.mark.parametrize("name", catalog.SEARCH)
+def test_committed_search_results_are_this_codes_arms(name):
+    """data/results/cma-search/NAME.json (when run) holds arms of the search family NAME with the
+    configs this code gives them, seeds among 0, 1, 2, and the command and commit that made it."""
+    path = RESULTS / "cma-search" / f"{name}.json"
+    if not path.exists():
+        pytest.skip(f"{name} has not been run yet (data/results/cma-search/PLAN.md gives the order)")
+    result = io.load_json(path)
+    assert result["experiment"] == name and result["scale"] == "course" and not result["quick"]
+    assert result["command"].startswith(f"python -m dkp experiment {name} ") and len(result["commit"]) == 40
+    assert "--out data/results/cma-search" in result["command"]       # a path a reader can run it with
+    configs = catalog.search_arms(name)
+    for arm, entry in result["arms"].items():
+        assert entry["config"] == configs[arm].to_dict(), arm
+        seeds = entry.get("seeds", [])                                  # an arm not run yet has none
+        assert set(seeds) <= {0, 1, 2} and [r["seed"] for r in entry.get("runs", [])] == seeds, arm
+
+
+def test_the_inference_record_is_complete():
+    record = sp.load_results(RESULTS / "inference.json")
+    assert record["command"] == "python benchmarks/inference.py --json data/results/inference.json"
+    assert {"l2_cache", "l3_cache", "cpu", "cores"} <= set(record["machine"])
+    assert record["rows"] and record["targets"]
