@@ -88,20 +88,6 @@ def test_kron_forward_accumulates_into_out(dtype, rng):
     close(kron.kron_matmul_numba(A, B, x, out=out, accumulate=True), expected, dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", KRON_CASES)
-def test_kron_transpose_product(case, dtype, rng):
-    A, B = factors(case, dtype, rng, True)
-    for b in BATCHES:
-        dy = rng.standard_normal((b, A.shape[1] * B.shape[1])).astype(dtype)
-        ref = dy.astype(np.float64) @ kron.kron_dense(A.astype(np.float64), B.astype(np.float64))
-        close(kron.kron_matmul_t_ref(A, B, dy), ref, dtype)
-        for f in (kron.kron_matmul_t_blas, kron.kron_matmul_t):
-            dx = f(A, B, dy)
-            assert dx.dtype == dtype
-            close(dx, ref, dtype)
-
-
 def test_kron_grad_ref_against_np_kron(rng):
     """The gradient oracle itself: dL/dA[k][i, p] = sum(dW * kron(E_ip, B[k])) entry by entry."""
     r, m1, n1, m2, n2 = 2, 3, 2, 2, 3
@@ -124,18 +110,22 @@ def test_kron_grad_ref_against_np_kron(rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", KRON_CASES)
-def test_kron_factor_gradients(case, dtype, rng):
+def test_kron_transpose_product_and_factor_gradients(case, dtype, rng):
     A, B = factors(case, dtype, rng, True)
+    f64 = lambda a: a.astype(np.float64)  # noqa: E731
     for b in BATCHES:
         x = rng.standard_normal((b, A.shape[2] * B.shape[2])).astype(dtype)
         dy = rng.standard_normal((b, A.shape[1] * B.shape[1])).astype(dtype)
-        f64 = lambda a: a.astype(np.float64)  # noqa: E731
-        dA_ref, dB_ref = kron.kron_grad_ref(f64(A), f64(B), f64(x), f64(dy))
-        for f in (kron.kron_grad_blas, kron.kron_grad):
-            dA, dB = f(A, B, x, dy)
-            assert dA.shape == A.shape and dB.shape == B.shape and dA.dtype == dtype
-            close(dA, dA_ref, dtype)
-            close(dB, dB_ref, dtype)
+        ref = f64(dy) @ kron.kron_dense(f64(A), f64(B))              # dx = dy @ W, W built by np.kron
+        close(kron.kron_matmul_t_ref(A, B, dy), ref, dtype)
+        for dx in (kron.kron_matmul_t_blas(A, B, dy), kron.kron_matmul_t(A, B, dy)):
+            assert dx.dtype == dtype
+            close(dx, ref, dtype)
+        refs = kron.kron_grad_ref(f64(A), f64(B), f64(x), f64(dy))
+        for grads in (kron.kron_grad_blas(A, B, x, dy), kron.kron_grad(A, B, x, dy)):
+            for g, ref, F in zip(grads, refs, (A, B)):
+                assert g.shape == F.shape and g.dtype == dtype
+                close(g, ref, dtype)
 
 
 # --- CSR ----------------------------------------------------------------------------------------

@@ -77,6 +77,16 @@ def free_entries(W, name):
     return np.arange(W.params[name].size)
 
 
+def linear_loss(name, batch, rng):
+    """(W, loss, grads): the loss sum(forward(W, x) * R) of a random x (batch, N) and R, as a function
+    of W's parameters, and W's parameter gradients of it."""
+    W = make(name)
+    x, R = rng.standard_normal((batch, N)), rng.standard_normal((batch, M))
+    loss = lambda: float(np.sum(forward(W, x)[0] * R))  # noqa: E731
+    _, cache = forward(W, x)
+    return W, loss, W.backward_params(R, cache)
+
+
 # --- the protocol against the dense matrix ---------------------------------------------------------
 
 @pytest.mark.parametrize("name", PLAIN)
@@ -98,11 +108,7 @@ def test_forward_and_input_gradient_match_dense(name, b, rng):
 
 @pytest.mark.parametrize("name", list(MATRICES))
 def test_parameter_gradients_per_entry(name, rng):
-    W = make(name)
-    x, R = rng.standard_normal((3, N)), rng.standard_normal((3, M))
-    loss = lambda: float(np.sum(forward(W, x)[0] * R))  # noqa: E731
-    _, cache = forward(W, x)
-    grads = W.backward_params(R, cache)
+    W, loss, grads = linear_loss(name, 3, rng)
     for k, p in W.params.items():
         g = grads[k].reshape(-1)
         idx = free_entries(W, k)
@@ -113,11 +119,7 @@ def test_parameter_gradients_per_entry(name, rng):
 
 @pytest.mark.parametrize("name", list(MATRICES))
 def test_parameter_gradients_along_random_directions(name, rng):
-    W = make(name)
-    x, R = rng.standard_normal((5, N)), rng.standard_normal((5, M))
-    loss = lambda: float(np.sum(forward(W, x)[0] * R))  # noqa: E731
-    _, cache = forward(W, x)
-    grads = W.backward_params(R, cache)
+    W, loss, grads = linear_loss(name, 5, rng)
     eps = 1e-6
     for _ in range(3):
         dirs = {}

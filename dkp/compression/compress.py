@@ -1,5 +1,6 @@
 """From a trained dense W to a compressed gate matrix: nearest Kronecker product, truncated SVD,
-magnitude mask, hybrid, and the residual W - structured kept as a doped overlay S.
+hybrid, and the residual W - structured kept as a doped overlay S. (Magnitude pruning of a trained
+W is `Pruned(W).set_sparsity(s)`.)
 
 Each function returns a ready gate matrix in W's dtype (the SVDs run in float64).
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dkp.core.weights import Doped, Hybrid, Kronecker, LowRank, Pruned, check_factors
+from dkp.core.weights import Doped, Hybrid, Kronecker, LowRank, check_factors
 from dkp.core.weights.lowrank import check_rank
 
 
@@ -58,13 +59,6 @@ def truncated_svd(W, rank):
     u, s, vt = np.linalg.svd(W.astype(np.float64), full_matrices=False)
     root = np.sqrt(s[:r])
     return LowRank((u[:, :r] * root).astype(W.dtype), (vt[:r] * root[:, None]).astype(W.dtype))
-
-
-def magnitude_prune(W, sparsity):
-    """W with its smallest-magnitude entries zeroed and masked (a `Pruned` matrix at `sparsity`)."""
-    P = Pruned(_matrix(W).copy())
-    P.set_sparsity(sparsity)
-    return P
 
 
 def hybrid_from_dense(W, n_dense_rows, rank):

@@ -102,4 +102,5 @@ def doped_from_dense(config, W):
         structured = compress.truncated_svd(W, shapes.low_rank_rank(W.shape, target))
     else:
         structured = compress.hybrid_from_dense(W, *shapes.hybrid_shape(W.shape, target))
-    return _doped(config, structured, W - structured.to_dense())
+    return compress.residual_overlay(W, structured, 1.0, cmr_p=config.cmr_p, cmr_variant=config.cmr_variant,
+                                     cmr_rescale=config.cmr_rescale)

@@ -12,3 +12,14 @@ def check_matrix_shape(shape, name="shape"):
     if m <= 0 or n <= 0:
         raise ValueError(f"{name} must be a pair (rows, cols) of positive integers, got {shape!r}")
     return m, n
+
+
+def check_fraction(value, name):
+    """Validate a number in [0, 1) (a dropout probability, a sparsity) and return it as a float."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}") from None
+    if not 0.0 <= v < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return v

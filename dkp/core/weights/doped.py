@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dkp.core.checks import check_fraction
 from dkp.core.weights.base import GateMatrix
 from dkp.core.weights.sparse import check_density, csr_from_flat, csr_nbytes, csr_rows, largest, n_keep
 from dkp.kernels import sparse
@@ -52,12 +53,7 @@ class Doped(GateMatrix):
         if "S" in structured.params:
             raise ValueError("structured already has a parameter named 'S'")
         density = check_density(density)
-        try:
-            cmr_p = float(cmr_p)
-        except (TypeError, ValueError):
-            raise ValueError(f"cmr_p must be a number in [0, 1), got {cmr_p!r}") from None
-        if not 0.0 <= cmr_p < 1.0:
-            raise ValueError(f"cmr_p must be in [0, 1), got {cmr_p!r}")
+        cmr_p = check_fraction(cmr_p, "cmr_p")
         if cmr_variant not in CMR_VARIANTS:
             raise ValueError(f"cmr_variant must be one of {list(CMR_VARIANTS)}, got {cmr_variant!r}")
         self.dense_above = float(dense_above)

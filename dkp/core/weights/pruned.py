@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dkp.core.checks import check_matrix_shape
+from dkp.core.checks import check_fraction, check_matrix_shape
 from dkp.core.weights.base import DenseProducts, GateMatrix
 from dkp.core.weights.sparse import Sparse, csr_nbytes, largest
 
@@ -43,12 +43,7 @@ class Pruned(DenseProducts, GateMatrix):
     def set_sparsity(self, sparsity):
         """Keep the round((1 - sparsity) * m * n) entries of largest magnitude (at least one), zero the
         rest. Returns the new boolean mask (an optimizer may zero its state off the mask)."""
-        try:
-            s = float(sparsity)
-        except (TypeError, ValueError):
-            raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}") from None
-        if not 0.0 <= s < 1.0:
-            raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
+        s = check_fraction(sparsity, "sparsity")
         W = self.params["W"]
         k = max(1, int(round((1.0 - s) * W.size)))
         mask = np.zeros(W.size, bool)
