@@ -4,9 +4,9 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+from readable import assert_readable  # noqa: E402
 
 from dkp.course.figures.curves import plot_training_curves  # noqa: E402
-from readable import assert_readable  # noqa: E402
 
 METRICS = {"train_ppl": [800.0, 300.0, 200.0], "valid_ppl": [400.0, 320.0, 290.0]}
 

@@ -4,7 +4,7 @@ import pytest
 
 from dkp.course import catalog
 from dkp.course import experiments as ex
-from dkp.course import search
+from dkp.course import run_metrics, search
 
 P = catalog.SCALES["course"]["cmr_p"]
 
@@ -66,7 +66,7 @@ def test_a_search_run_records_what_the_plan_measures(ptb):
     r = ex.run_one(config.to_dict(), 0, probes)
     spe = 8_000 // (config.batch * config.bptt)
     assert [p["step"] for p in r["probes"]] == [round(k * 0.25 * spe) for k in range(1, 8)] + [2 * spe]
-    along = search.anneal_points(r)
+    along = run_metrics.anneal_points(r)
     assert len(along) == probes["cma_points"] and along[0]["density"] == 1.0
     assert along[-1]["density"] == r["cma"][-1]["density"] < 0.02
     assert set(r["s_pruned"]) == {"0.5", "0.2", "0.1"} and r["final_valid_ppl_s_off"] > 1

@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from readable import assert_readable  # noqa: E402
 
 from dkp.compression import shapes  # noqa: E402
 from dkp.core.inference import LSTMStep  # noqa: E402
@@ -25,7 +26,6 @@ from dkp.course import bench as bench_module  # noqa: E402
 from dkp.course import speed as sp  # noqa: E402
 from dkp.course.figures import speed as speed_figures  # noqa: E402
 from dkp.kernels import arith  # noqa: E402
-from readable import assert_readable  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "data" / "results" / "inference.json"

@@ -12,7 +12,6 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-
 from dkp.compression.anneal import Annealer
 from dkp.core import io
 from dkp.core.data import load_corpus

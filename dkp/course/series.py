@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dkp.course.search import failed_runs
+from dkp.course.run_metrics import failed_runs
 
 
 def arm_table(result):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from dkp.course.figures.axes import label_axes, new_axes
-from dkp.course.search import _steps_per_epoch, failed_runs
+from dkp.course.run_metrics import failed_runs, run_steps_per_epoch
 from dkp.course.series import anneal_series, cma_arms, cma_series, cmr_p_sweep, probe_series
 
 # --- CMA along the anneal (notebook 05) ------------------------------------------------------------
@@ -195,7 +195,7 @@ def plot_loss_traces(result, arms=None, ax=None, title=None):
     for i, arm in enumerate(arms or list(result["arms"])):
         bad = {s for s, _ in failed.get(arm, [])}
         for k, r in enumerate(r for r in result["arms"][arm]["runs"] if r.get("loss_trace")):
-            spe = _steps_per_epoch(r) or 1.0
+            spe = run_steps_per_epoch(r) or 1.0
             steps, loss = zip(*r["loss_trace"])
             ax.plot(np.array(steps) / spe, loss, color=f"C{i}", linewidth=1.0,
                     linestyle="--" if r["seed"] in bad else "-",
