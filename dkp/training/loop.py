@@ -31,6 +31,8 @@ class TrainingDiverged(RuntimeError):
 
 
 def build_model(config: Config, vocab_size, seed, dtype=np.float32):
+    """A fresh model of `config`, its gate matrices from `dkp.compression.structures.gate_factory`
+    (dense unless the config asks for a structure)."""
     return LanguageModel(vocab_size, config.hidden, config.layers, dropout=config.dropout,
                          init_scale=config.init_scale, seed=seed, dtype=dtype,
                          gate_factory=gate_factory(config))
