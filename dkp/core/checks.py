@@ -14,12 +14,24 @@ def check_matrix_shape(shape, name="shape"):
     return m, n
 
 
+def _as_number(value, name, interval):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}") from None
+
+
 def check_fraction(value, name):
     """Validate a number in [0, 1) (a dropout probability, a sparsity) and return it as a float."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}") from None
+    v = _as_number(value, name, "[0, 1)")
     if not 0.0 <= v < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return v
+
+
+def check_density(value, name="density"):
+    """Validate a density in (0, 1] (the fraction of a sparse matrix's entries kept) and return it."""
+    v = _as_number(value, name, "(0, 1]")
+    if not 0.0 < v <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1] (the fraction of S's entries kept), got {value!r}")
     return v

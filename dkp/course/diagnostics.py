@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from dkp.compression.anneal import doped_density, doped_layers
+from dkp.core.checks import check_density
 from dkp.core.data import batchify, bptt_windows
 from dkp.core.weights import stack_caches
-from dkp.core.weights.sparse import check_density, n_keep
+from dkp.core.weights.sparse import n_keep
 from dkp.training.evaluate import evaluate
 
 

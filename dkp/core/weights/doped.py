@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dkp.core.checks import check_fraction
+from dkp.core.checks import check_density, check_fraction
 from dkp.core.weights.base import GateMatrix
-from dkp.core.weights.sparse import check_density, csr_from_flat, csr_nbytes, csr_rows, largest, n_keep
+from dkp.core.weights.sparse import csr_from_flat, csr_nbytes, csr_rows, largest, n_keep
 from dkp.kernels import sparse
 
 CMR_VARIANTS = ("output", "branch", "connect")

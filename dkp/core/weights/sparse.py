@@ -9,17 +9,6 @@ from dkp.core.weights.base import GateMatrix
 from dkp.kernels import sparse
 
 
-def check_density(value, name="density"):
-    """A float in (0, 1]; a ValueError naming the argument otherwise."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in (0, 1], got {value!r}") from None
-    if not 0.0 < v <= 1.0:
-        raise ValueError(f"{name} must be in (0, 1] (the fraction of S's entries kept), got {value!r}")
-    return v
-
-
 def n_keep(density, size):
     """Entries kept at `density` of `size`: round(density * size), at least one."""
     return max(1, int(round(density * size)))
