@@ -95,3 +95,52 @@ def test_backward_refuses_a_used_cache_and_a_forward_without_targets():
         np.testing.assert_array_equal(first[name], again[name])
     with pytest.raises(ValueError, match="forward with targets"):
         model.backward(model.forward(x, model.zero_state(2)).cache)
+
+
+def grouped_vocab(role, shape, rng, init_scale, dtype):
+    """Grouped low-rank embedding and decoder (GroupReduce's storage) for the checks below."""
+    from dkp.core.weights import GroupLowRank
+    return GroupLowRank.init(shape, (3, 6, 4), (3, 2, 1), rng, init_scale, dtype, order=rng.permutation(shape[0]))
+
+
+def distilled(seed=0, vocab_factory=grouped_vocab, kl=0.7, hidden=1.3):
+    """A student with grouped vocabulary matrices, its loss with a dense teacher's distillation
+    terms, and its gradients (float64, dropout on)."""
+    from dkp.core.model import dense_vocab
+    teacher = LanguageModel(V, H, L, init_scale=0.5, seed=seed + 10, dtype=np.float64, vocab_factory=dense_vocab)
+    model = LanguageModel(V, H, L, dropout=0.2, init_scale=0.5, seed=seed, dtype=np.float64,
+                          vocab_factory=vocab_factory)
+    rng = np.random.default_rng(seed + 1)
+    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    state = [(rng.standard_normal((B, H)), rng.standard_normal((B, H))) for _ in range(L)]
+    target, _ = teacher.teacher_outputs(x, teacher.zero_state(B), y, kl, hidden)
+
+    def loss():
+        return T * model.forward(x, state, y, rng=np.random.default_rng(99), distill=target).loss
+
+    out = model.forward(x, state, y, rng=np.random.default_rng(99), distill=target)
+    return model, loss, out, model.backward(out.cache, scale=T)
+
+
+def test_grouped_vocabulary_and_distillation_gradients():
+    model, loss, out, grads = distilled()
+    parts = out.cache["parts"]
+    assert parts["kl"] > 0 and parts["hidden"] > 0
+    assert abs(out.loss - (parts["task"] + parts["kl"] + parts["hidden"])) < 1e-12
+    params = model.params
+    assert set(grads) == set(params) and "embed.U2" in params and "dec.V0" in params
+    for name, p in params.items():
+        assert entrywise(loss, p, grads[name]) < 1e-6, name
+    assert directional(loss, params, grads, np.random.default_rng(6), n_dirs=3) < 1e-6
+
+
+def test_distillation_towards_itself_costs_nothing():
+    from dkp.core.model import dense_vocab
+    model = LanguageModel(V, H, L, init_scale=0.5, seed=4, dtype=np.float64, vocab_factory=dense_vocab)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    target, _ = model.teacher_outputs(x, model.zero_state(B), y, 1.0, 1.0)
+    out = model.forward(x, model.zero_state(B), y, distill=target)
+    assert abs(out.cache["parts"]["kl"]) < 1e-12 and out.cache["parts"]["hidden"] == 0.0
+    with pytest.raises(ValueError, match="distill needs targets"):
+        model.forward(x, model.zero_state(B), distill=target)

@@ -59,7 +59,7 @@ def test_metrics_json(ptb, tmp_path):
 def test_nan_loss_stops_with_a_clear_message(ptb):
     def poison(trainer, step):
         if step == 3:
-            trainer.model.embed[:] = np.nan
+            trainer.model.embedding.params["W"][:] = np.nan
     trainer = Trainer(QUICK, corpus=ptb, progress=False, hooks=[poison])
     with pytest.raises(TrainingDiverged, match=r"became nan at epoch 1, window 4 \(step 4"):
         trainer.run()

@@ -1,5 +1,9 @@
 """The language model: embedding -> L LSTM layers -> linear decoder -> softmax cross-entropy.
 
+The embedding and the decoder are (V, H) matrices of the gate-matrix protocol (dense unless a
+vocabulary factory says otherwise, e.g. GroupReduce's grouped low rank): the embedding is read with
+`rows`, the decoder multiplies with `forward`. Their parameters are named "embed.*" and "dec.*".
+
 Dropout (inverted, masks drawn from a NumPy Generator) sits only on non-recurrent connections, as in
 Zaremba et al.: on the embedding output, between LSTM layers and before the decoder.
 """
@@ -18,6 +22,19 @@ def dense_gates(layer, shape, rng, init_scale, dtype):
     return Dense.init(shape, rng, init_scale, dtype)
 
 
+def dense_vocab(role, shape, rng, init_scale, dtype):
+    """The default factory of the embedding and decoder (role "embed" or "dec"): dense U(-s, s)."""
+    return Dense.init(shape, rng, init_scale, dtype)
+
+
+class DistillTarget(NamedTuple):
+    """A teacher's outputs on the same window, for knowledge distillation (see `forward`)."""
+    probs: np.ndarray           # (T*B, V) the teacher's softmax
+    hidden: list                # per layer, its hidden states (T, B, H) before dropout
+    kl_weight: float            # weight of KL(teacher || student) on the output distribution
+    hidden_weight: float        # weight of the mean squared error of each layer's hidden states
+
+
 class Forward(NamedTuple):
     """What `LanguageModel.forward` returns."""
     logits: np.ndarray          # (T, B, V)
@@ -28,7 +45,7 @@ class Forward(NamedTuple):
 
 class LanguageModel:
     def __init__(self, vocab_size, hidden_size, num_layers, *, dropout=0.0, init_scale=0.1, seed=0,
-                 dtype=np.float32, gate_factory=dense_gates):
+                 dtype=np.float32, gate_factory=dense_gates, vocab_factory=dense_vocab):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         V, H = vocab_size, hidden_size
@@ -36,25 +53,39 @@ class LanguageModel:
         u = lambda *shape: rng.uniform(-init_scale, init_scale, size=shape).astype(dtype)  # noqa: E731
         self.vocab_size, self.hidden_size, self.num_layers = V, H, num_layers
         self.dropout, self.dtype = dropout, np.dtype(dtype)
-        self.embed = u(V, H)                                 # (V, H)
+        self.embedding = vocab_factory("embed", (V, H), rng, init_scale, dtype)   # (V, H)
         self.layers = [LSTMLayer(gate_factory(l, (4 * H, 2 * H), rng, init_scale, dtype), u(4 * H), H, H)
                        for l in range(num_layers)]
-        self.dec_W, self.dec_b = u(V, H), u(V)               # (V, H), (V,)
+        self.decoder = vocab_factory("dec", (V, H), rng, init_scale, dtype)       # (V, H)
+        self.dec_b = u(V)                                    # (V,)
+        for name, M in (("embedding", self.embedding), ("decoder", self.decoder)):
+            if M.shape != (V, H):
+                raise ValueError(f"vocab_factory must give the {name} the shape (vocab_size, hidden_size) = "
+                                 f"({V}, {H}), got {M.shape}")
 
     # --- parameters ------------------------------------------------------------------------
     @property
     def params(self):
         """{name: array}, rebuilt on each call (a doped matrix may replace its arrays)."""
-        p = {"embed": self.embed}
+        p = {f"embed.{k}": v for k, v in self.embedding.params.items()}
         for l, layer in enumerate(self.layers):
             p.update({f"lstm{l}.{k}": v for k, v in layer.params.items()})
-        p["dec_W"], p["dec_b"] = self.dec_W, self.dec_b
+        p.update({f"dec.{k}": v for k, v in self.decoder.params.items()})
+        p["dec_b"] = self.dec_b
         return p
+
+    @property
+    def matrices(self):
+        """{prefix: matrix} of every matrix the model holds, keyed as in `params`."""
+        return {"embed": self.embedding, **{f"lstm{l}": layer.W for l, layer in enumerate(self.layers)},
+                "dec": self.decoder}
 
     def astype(self, dtype):
         """Cast every parameter (float64 for gradient checks); returns self."""
         self.dtype = np.dtype(dtype)
-        self.embed, self.dec_W, self.dec_b = (a.astype(dtype) for a in (self.embed, self.dec_W, self.dec_b))
+        self.dec_b = self.dec_b.astype(dtype)
+        self.embedding.astype(dtype)
+        self.decoder.astype(dtype)
         for layer in self.layers:
             layer.W.astype(dtype)
             layer.b = layer.b.astype(dtype)
@@ -64,8 +95,8 @@ class LanguageModel:
         return [layer.zero_state(batch, self.dtype) for layer in self.layers]
 
     def set_training(self, training):
-        for layer in self.layers:
-            layer.W.training = training
+        for M in self.matrices.values():
+            M.training = training
 
     # --- forward / backward --------------------------------------------------------------------
     def _dropout(self, a, rng):
@@ -74,34 +105,58 @@ class LanguageModel:
         mask = (rng.random(a.shape, dtype=np.float32) >= self.dropout).astype(a.dtype) / (1.0 - self.dropout)
         return a * mask, mask
 
-    def forward(self, x, state, targets=None, rng=None):
+    def forward(self, x, state, targets=None, rng=None, distill=None):
         """x: (T, B) token ids; state: per layer (h, c); targets: (T, B) token ids or None. Dropout is
-        on when an rng is given.
+        on when an rng is given. With a `DistillTarget` (and targets), the loss adds the distillation
+        terms: kl_weight * KL(teacher || student) of the output distributions and hidden_weight * the
+        mean squared difference of each layer's hidden states, both averaged over tokens.
 
-        Returns Forward(logits, loss, state, cache): logits (T, B, V); loss the mean cross-entropy per
-        token in nats (None without targets); the new state; the cache `backward` consumes (None
-        without targets)."""
+        Returns Forward(logits, loss, state, cache): logits (T, B, V); loss the mean objective per
+        token in nats (the cross-entropy alone without distillation; None without targets); the new
+        state; the cache `backward` consumes (None without targets), whose "parts" give the loss's
+        terms: {"task": cross-entropy, "kl": ..., "hidden": ...}."""
         T, B = x.shape
-        layer_in, mask = self._dropout(self.embed[x], rng)   # (T, B, H)
-        masks, steps, new_state = [mask], [], []
+        layer_in, mask = self._dropout(self.embedding.rows(x), rng)  # (T, B, H)
+        masks, steps, new_state, hidden = [mask], [], [], []
         for layer, s in zip(self.layers, state):
             hs, s_out, layer_steps = layer.forward(layer_in, s)  # (T, B, H)
             new_state.append(s_out)
             steps.append(layer_steps)
+            hidden.append(hs)
             layer_in, mask = self._dropout(hs, rng)
             masks.append(mask)
         h = layer_in.reshape(T * B, self.hidden_size)         # (TB, H)
-        logits = h @ self.dec_W.T                             # (TB, V)
+        logits, dec_cache = self.decoder.forward(h)           # (TB, V)
         logits += self.dec_b
         if targets is None:
+            if distill is not None:
+                raise ValueError("distill needs targets: distillation adds to the task loss")
             return Forward(logits.reshape(T, B, -1), None, new_state, None)
         probs = logits - logits.max(axis=1, keepdims=True)    # (TB, V), softmax up to its sum
+        shifted = probs.copy() if distill is not None else None
         np.exp(probs, out=probs)
         sums = probs.sum(axis=1)                              # (TB,)
         yf = targets.reshape(-1)
-        loss = float(np.mean(np.log(sums) - np.log(probs[np.arange(T * B), yf])))
-        cache = {"x": x, "y": targets, "masks": masks, "steps": steps, "h": h, "probs": probs, "sums": sums}
+        logp_y = np.log(probs[np.arange(T * B), yf]) - np.log(sums)   # (TB,)
+        parts = {"task": float(-np.mean(logp_y))}
+        if distill is not None:
+            parts.update(self._distill_losses(distill, shifted, sums, hidden))
+        loss = parts["task"] + parts.get("kl", 0.0) + parts.get("hidden", 0.0)
+        cache = {"x": x, "y": targets, "masks": masks, "steps": steps, "h": h, "dec": dec_cache,
+                 "probs": probs, "sums": sums, "hidden": hidden, "distill": distill, "parts": parts}
         return Forward(logits.reshape(T, B, -1), loss, new_state, cache)
+
+    def _distill_losses(self, d, shifted, sums, hidden):
+        """The weighted distillation terms of the loss (see `forward`); shifted: the logits minus
+        their row maximum (TB, V)."""
+        if d.probs.shape != shifted.shape or len(d.hidden) != len(hidden):
+            raise ValueError(f"the teacher's outputs must match the student's: probs {shifted.shape} and "
+                             f"{len(hidden)} layers, got {d.probs.shape} and {len(d.hidden)}")
+        logq = np.log(np.maximum(d.probs, np.finfo(d.probs.dtype).tiny))   # (TB, V) teacher
+        logp = shifted - np.log(sums)[:, None]                # (TB, V) student
+        kl = float(np.mean(np.sum(d.probs * (logq - logp), axis=1)))
+        mse = sum(float(np.mean((hs - t) ** 2)) for hs, t in zip(hidden, d.hidden))
+        return {"kl": d.kl_weight * kl, "hidden": d.hidden_weight * mse}
 
     def backward(self, cache, scale=1.0):
         """Gradients of scale * loss for every parameter: {name: array}. The softmax in `cache` is
@@ -112,23 +167,35 @@ class LanguageModel:
         if cache["probs"] is None:
             raise RuntimeError("this cache was already used by backward, which overwrites it; run forward "
                                "again for another backward")
-        x, h, probs = cache["x"], cache["h"], cache["probs"]
+        x, probs, d = cache["x"], cache["probs"], cache["distill"]
         cache["probs"] = None
         T, B = x.shape
         N = T * B
+        kl = 0.0 if d is None else d.kl_weight
         dlogits = probs                                       # (TB, V), overwritten in place
-        dlogits *= (scale / N) / cache["sums"][:, None]
+        dlogits *= (1.0 + kl) * (scale / N) / cache["sums"][:, None]
         dlogits[np.arange(N), cache["y"].reshape(-1)] -= scale / N
-        grads = {"dec_W": dlogits.T @ h, "dec_b": dlogits.sum(axis=0)}
-        dlayer = (dlogits @ self.dec_W).reshape(T, B, self.hidden_size)
+        if kl:
+            dlogits -= (kl * scale / N) * d.probs             # d KL(q || p) / d logits = p - q
+        dh, grads = self.decoder.backward(dlogits, cache["dec"])
+        grads = {f"dec.{k}": v for k, v in grads.items()}
+        grads["dec_b"] = dlogits.sum(axis=0)
+        dlayer = dh.reshape(T, B, self.hidden_size)
         for l in reversed(range(self.num_layers)):
             if cache["masks"][l + 1] is not None:
                 dlayer = dlayer * cache["masks"][l + 1]
+            if d is not None and d.hidden_weight:             # d mean((h - t)^2) / dh
+                dlayer = dlayer + (2.0 * d.hidden_weight * scale / dlayer.size) * (cache["hidden"][l] - d.hidden[l])
             dlayer, g, _ = self.layers[l].backward(dlayer, cache["steps"][l])
             grads.update({f"lstm{l}.{k}": v for k, v in g.items()})
         if cache["masks"][0] is not None:
             dlayer = dlayer * cache["masks"][0]
-        dembed = np.zeros_like(self.embed)
-        np.add.at(dembed, x.reshape(-1), dlayer.reshape(N, self.hidden_size))
-        grads["embed"] = dembed
+        grads.update({f"embed.{k}": v for k, v in self.embedding.rows_backward(x, dlayer).items()})
         return grads
+
+    def teacher_outputs(self, x, state, targets, kl_weight, hidden_weight):
+        """This model as a teacher on one window (no dropout): (DistillTarget, its new state)."""
+        self.set_training(False)
+        out = self.forward(x, state, targets)
+        probs = out.cache["probs"] / out.cache["sums"][:, None]   # (TB, V)
+        return DistillTarget(probs, out.cache["hidden"], float(kl_weight), float(hidden_weight)), out.state

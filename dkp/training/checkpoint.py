@@ -10,8 +10,8 @@ CHECKPOINT = "checkpoint.npz"
 def save_checkpoint(trainer, path):
     """Write `trainer`'s parameters, buffers, optimizer state, RNG and history to `path` (atomic)."""
     arrays = {f"param.{k}": v for k, v in trainer.model.params.items()}
-    for l, layer in enumerate(trainer.model.layers):
-        arrays.update({f"buffer.lstm{l}.{k}": v for k, v in layer.W.buffers.items()})
+    for prefix, M in trainer.model.matrices.items():
+        arrays.update({f"buffer.{prefix}.{k}": v for k, v in M.buffers.items()})
     arrays.update({f"opt.{k}": v for k, v in trainer.optimizer.state_arrays().items()})
     meta = {"config": trainer.config.to_dict(), "seed": trainer.seed, "epoch": trainer.epoch,
             "step": trainer.step, "rng": trainer.rng.bit_generator.state, "history": trainer.history,
@@ -38,13 +38,22 @@ def load_checkpoint(trainer, path):
     trainer.history = meta["history"]
 
 
+# Checkpoints written before the embedding and decoder became matrices named them so.
+LEGACY_NAMES = {"param.embed": "param.embed.W", "param.dec_W": "param.dec.W"}
+
+
 def load_model_arrays(model, arrays, path="checkpoint"):
     """Put a checkpoint's buffers and parameters into `model`, checking names and shapes."""
-    for l, layer in enumerate(model.layers):
-        prefix = f"buffer.lstm{l}."
+    arrays = {LEGACY_NAMES.get(k, k): v for k, v in arrays.items()}
+    for name, M in model.matrices.items():
+        prefix = f"buffer.{name}."
         buffers = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-        if buffers or layer.W.buffers:
-            layer.W.load_buffers(buffers)
+        if buffers or M.buffers:
+            try:
+                M.load_buffers(buffers)
+            except (KeyError, ValueError) as e:
+                raise io.CheckpointError(f"checkpoint {path!r}: the buffers of {name!r} do not fit the "
+                                         f"model: {e}") from None
     params = model.params
     missing = sorted(set(params) - {k[6:] for k in arrays if k.startswith("param.")})
     if missing:

@@ -11,6 +11,13 @@ talks to this protocol:
     W.params                            # {name: array}: what the optimizer updates
     W.n_params, W.n_bytes, W.to_dense()
 
+A (V, H) matrix over the vocabulary also serves as the embedding (a row per word) and as the softmax
+decoder (logits = h @ W.T, the protocol above). The matrices that can also look rows up (dense,
+pruned, low rank, grouped low rank) answer
+
+    e = W.rows(ids)                     # ids: int array (...) -> (..., n), the rows W[ids]
+    grads = W.rows_backward(ids, de)    # de: (..., n) -> {name: array}, gradients of sum(de * e)
+
 The one rule that makes the LSTM fast: a cache is a tuple of arrays whose first axis is the batch
 row. W acts on each row independently, so the caches of T timesteps can be concatenated row-wise
 and the parameter gradients of a whole sequence computed in one call (one large matrix product
@@ -76,6 +83,14 @@ class GateMatrix:
     def backward(self, dy, cache):
         """Both gradients: (dx, {name: dparam})."""
         return self.backward_input(dy, cache), self.backward_params(dy, cache)
+
+    def rows(self, ids):
+        """The rows W[ids] of shape ids.shape + (n,), for a matrix used as an embedding."""
+        raise TypeError(f"a {type(self).__name__} matrix cannot serve as an embedding (it has no row lookup); "
+                        f"use a dense, pruned, low-rank or grouped low-rank matrix")
+
+    def rows_backward(self, ids, de):  # pragma: no cover - the matrices without `rows` never get here
+        raise TypeError(f"a {type(self).__name__} matrix cannot serve as an embedding")
 
     # --- hooks for the training loop (no-ops unless a subclass needs them) -----------------------
     def after_update(self):
@@ -149,6 +164,14 @@ class DenseProducts:
     def backward_params(self, dy, cache):
         (x,) = cache
         return {"W": dy.T @ x}  # (m, B) @ (B, n)
+
+    def rows(self, ids):
+        return self.params["W"][ids]                          # (..., n)
+
+    def rows_backward(self, ids, de):
+        dW = np.zeros_like(self.params["W"])
+        np.add.at(dW, np.ravel(ids), de.reshape(-1, self.shape[1]))  # a word seen twice sums its rows
+        return {"W": dW}
 
 
 class Dense(DenseProducts, GateMatrix):

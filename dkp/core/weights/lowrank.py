@@ -58,5 +58,14 @@ class LowRank(GateMatrix):
         dh = dy @ self.params["U"]                           # (B, r)
         return {"U": dy.T @ h, "V": dh.T @ x}                # (m, r), (r, n)
 
+    def rows(self, ids):
+        return self.params["U"][ids] @ self.params["V"]       # (..., r) @ (r, n)
+
+    def rows_backward(self, ids, de):
+        flat, de = np.ravel(ids), de.reshape(-1, self.shape[1])  # (N,), (N, n)
+        dU = np.zeros_like(self.params["U"])
+        np.add.at(dU, flat, de @ self.params["V"].T)
+        return {"U": dU, "V": self.params["U"][flat].T @ de}  # (m, r), (r, n)
+
     def to_dense(self):
         return self.params["U"] @ self.params["V"]

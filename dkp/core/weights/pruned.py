@@ -82,6 +82,11 @@ class Pruned(DenseProducts, GateMatrix):
         g["W"] *= self.mask
         return g
 
+    def rows_backward(self, ids, de):
+        g = super().rows_backward(ids, de)
+        g["W"] *= self.mask
+        return g
+
     def to_dense(self):
         return self.params["W"] * self.mask
 
