@@ -7,6 +7,7 @@ asserts tie to the verdicts, is updated)."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dkp.course import search
@@ -50,3 +51,17 @@ def test_printed_course_verdicts_are_the_committed_ones(name, number):
     results = load_results(RESULTS)
     e = next(e for e in effects(results) if e["claim"].startswith(f"{number}."))
     assert effect_text(e) in stored_verdict_output(name)
+
+
+def test_notebook_05_section_4_numbers():
+    """The numbers notebook 05's prose gives for the search's timing, density and init families."""
+    found = search.load(RESULTS / "cma-search")
+    v = {arm: search.values(found, "cma-timing", arm) for arm in ("late-short", "early-long")}
+    rise = np.mean(v["late-short"]["M1"]) / np.mean(v["late-short"]["start"])
+    assert 0.05 < rise < 0.2 and np.mean(v["late-short"]["M2"]) > 10
+    d = [search.values(found, "cma-density", a) for a in ("late-short", "late-short-d0.001", "late-short-d0.0001")]
+    m1, m4 = ([np.mean(x[k]) for x in d] for k in ("M1", "M4"))
+    assert m1[0] < m1[1] < m1[2] and m4[0] > m4[1] > m4[2] and m4[2] < 0.01
+    for arm in ("early-long", "late-short"):   # S from a dense model's residual: far more dependence on S
+        zero, residual = (np.mean(search.values(found, "cma-init", a)["M4"]) for a in (arm, f"residual-{arm}"))
+        assert residual > 1.0 > 0.2 > zero, arm
