@@ -21,7 +21,9 @@ def _train(args):
     changes = {k: getattr(args, k) for k in ("epochs", "train_tokens", "optimizer", "lr", "structure",
                                             "compression", "doping", "kp_rank", "anneal_start", "anneal_end",
                                             "cmr_p", "cmr_variant", "cmr_schedule", "cmr_threshold", "cmr_rescale",
-                                            "anneal_s", "dense_warmup") if getattr(args, k) is not None}
+                                            "anneal_s", "dense_warmup", "vocab_structure", "vocab_compression",
+                                            "vocab_groups", "distill_kl", "distill_hidden")
+               if getattr(args, k) is not None}
     config = config.with_(**changes)
     metrics = train(config, seed=args.seed, out=args.out, resume=args.resume, progress=not args.quiet)
     print(f"final: valid ppl {metrics['final_valid_ppl']:.2f}  test ppl {metrics['test_ppl']:.2f}  "
@@ -30,19 +32,18 @@ def _train(args):
 
 
 def _eval(args):
-    import numpy as np
-
     from dkp.core import io
     from dkp.core.data import load_corpus
-    from dkp.training.checkpoint import load_model_arrays
+    from dkp.training.checkpoint import load_checkpoint
     from dkp.training.configs import Config
     from dkp.training.evaluate import evaluate
-    from dkp.training.loop import build_model
-    arrays, meta = io.load_npz(args.checkpoint)
+    from dkp.training.loop import Trainer
+    _, meta = io.load_npz(args.checkpoint)
     config = Config.from_dict(meta["config"])
     corpus = load_corpus(level=config.level)
-    model = build_model(config, len(corpus.vocab), meta["seed"], dtype=np.float32)
-    load_model_arrays(model, arrays, args.checkpoint)
+    trainer = Trainer(config, seed=meta["seed"], corpus=corpus, progress=False)
+    load_checkpoint(trainer, args.checkpoint)  # the model as it was, after a dense warm-up's switch too
+    model = trainer.model
     result = {split: evaluate(model, getattr(corpus, split), config.eval_batch, config.bptt)
               for split in args.splits}
     print(json.dumps({"checkpoint": args.checkpoint, "epoch": meta["epoch"],
@@ -110,7 +111,7 @@ def main(argv=None):
     p.add_argument("--optimizer", choices=["sgd", "adam"], help="default: the config's (sgd)")
     p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
-    g = p.add_argument_group("compression of the LSTM gate matrices (embedding and softmax stay dense)")
+    g = p.add_argument_group("compression of the LSTM gate matrices")
     g.add_argument("--structure", choices=["dense", "kp", "lmf", "hmd", "prune"],
                    help="kp: Kronecker product, lmf: low rank, hmd: hybrid, prune: magnitude pruning")
     g.add_argument("--compression", type=float, help="target compression factor of each gate matrix")
@@ -129,7 +130,17 @@ def main(argv=None):
     g.add_argument("--no-anneal", dest="anneal_s", action="store_const", const=False,
                    help="keep S dense for the whole run (the control of an anneal)")
     g.add_argument("--dense-warmup", type=float, metavar="EPOCHS",
-                   help="train dense this long, then start S as the residual W - nearest structured matrix")
+                   help="train dense this long (the teacher), then compress every matrix from it; doped: S "
+                        "starts as the residual W - nearest structured matrix")
+    g = p.add_argument_group("compression of the embedding and the softmax (from a dense warm-up)")
+    g.add_argument("--vocab-structure", choices=["dense", "groupreduce", "svd", "prune"],
+                   help="how both V x H matrices are compressed after --dense-warmup (default dense)")
+    g.add_argument("--vocab-compression", type=float, help="their compression factor (parameters)")
+    g.add_argument("--vocab-groups", type=int, help="(groupreduce) frequency groups (default 10)")
+    g = p.add_argument_group("distillation from the dense warm-up's model (the teacher)")
+    g.add_argument("--distill-kl", type=float, metavar="WEIGHT", help="weight of KL(teacher || student) of the outputs")
+    g.add_argument("--distill-hidden", type=float, metavar="WEIGHT",
+                   help="weight of the mean squared difference of the LSTM layers' hidden states")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="perplexity of a saved checkpoint",
@@ -138,12 +149,14 @@ def main(argv=None):
     p.add_argument("--splits", nargs="+", default=["valid", "test"], choices=["train", "valid", "test"])
     p.set_defaults(func=_eval)
 
-    from dkp.course.catalog import EXPERIMENTS, SEARCH
+    from dkp.course.catalog import ALL, EXPERIMENTS, SEARCH, WHOLE
     p = sub.add_parser("experiment", help="run a named experiment over seeds and write its JSON",
                        description="Run every arm of a named experiment over seeds; write OUT/NAME.json. "
                                    "The course's experiments: " + ", ".join(EXPERIMENTS) + "; the co-matrix "
-                                   "adaptation search's (data/results/cma-search/PLAN.md): " + ", ".join(SEARCH))
-    p.add_argument("name", choices=EXPERIMENTS + SEARCH)
+                                   "adaptation search's (data/results/cma-search/PLAN.md): " + ", ".join(SEARCH)
+                                   + "; the whole model's (embedding and softmax too, from a teacher): "
+                                   + ", ".join(WHOLE))
+    p.add_argument("name", choices=ALL)
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per arm (default 3)")
     p.add_argument("--quick", action="store_true", help="a short version on a slice of PTB (CI, notebooks)")
     p.add_argument("--scale", default="course", choices=["course", "paper"],

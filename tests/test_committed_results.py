@@ -10,6 +10,7 @@ from dkp.core import io
 from dkp.course import catalog
 from dkp.course import speed as sp
 from dkp.course.report import recipe_search
+from dkp.training.configs import normalized
 
 RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
 
@@ -30,7 +31,7 @@ def test_committed_results_are_this_codes_arms(name):
     result = io.load_json(RESULTS / f"{name}.json")
     assert result["experiment"] == name and result["scale"] == "course" and not result["quick"]
     for arm, config in catalog.arms(name).items():
-        assert result["arms"][arm]["config"] == config.to_dict(), arm
+        assert normalized(result["arms"][arm]["config"]) == config.to_dict(), arm
         assert result["arms"][arm]["seeds"] == list(range(1 if name == "recipes" else 3)), arm
 
 
@@ -47,7 +48,7 @@ def test_committed_search_results_are_this_codes_arms(name):
     assert "--out data/results/cma-search" in result["command"]       # a path a reader can run it with
     configs = catalog.search_arms(name)
     for arm, entry in result["arms"].items():
-        assert entry["config"] == configs[arm].to_dict(), arm
+        assert normalized(entry["config"]) == configs[arm].to_dict(), arm
         seeds = entry.get("seeds", [])                                  # an arm not run yet has none
         assert set(seeds) <= {0, 1, 2} and [r["seed"] for r in entry.get("runs", [])] == seeds, arm
 

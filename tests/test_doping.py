@@ -209,12 +209,6 @@ def test_dense_warmup_trains_then_anneals_and_resumes_exactly(ptb, tmp_path):
     assert straight["density"][-1] == pytest.approx(CONFIG.doping, abs=1e-3)
 
 
-def test_dense_warmup_needs_doping():
-    from dkp.compression.structures import check_structure
-    with pytest.raises(ValueError, match="dense_warmup needs doping"):
-        check_structure(CONFIG.with_(doping=0.0, dense_warmup=0.5))
-
-
 def test_probes_fall_on_the_same_epochs_whatever_the_anneal(ptb):
     steps = {}
     short = CONFIG.with_(train_tokens=8_000)  # 20 steps an epoch

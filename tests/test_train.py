@@ -112,10 +112,15 @@ def test_cli_help():
 
 
 def test_cli_train_then_eval(tmp_path, capsys):
+    """A run whose every matrix is compressed from a dense warm-up, with distillation: `eval`
+    rebuilds the compressed model from the checkpoint alone."""
     out = tmp_path / "run"
-    assert main(["train", "--config", "tiny", "--train-tokens", "20000", "--epochs", "1",
+    assert main(["train", "--config", "tiny", "--train-tokens", "20000", "--epochs", "1", "--structure", "kp",
+                 "--compression", "4", "--dense-warmup", "0.5", "--vocab-structure", "groupreduce",
+                 "--vocab-compression", "6", "--vocab-groups", "4", "--distill-kl", "0.5",
                  "--out", str(out), "--quiet"]) == 0
     metrics = json.loads((out / METRICS).read_text())
+    assert metrics["model"]["parts"][0]["kind"] == "GroupLowRank" and metrics["model"]["compression"] > 5
     capsys.readouterr()
     assert main(["eval", str(out / CHECKPOINT), "--splits", "valid"]) == 0
     shown = json.loads(capsys.readouterr().out)

@@ -1,10 +1,11 @@
 """The anneal: hooks that change a compressed model while it trains, chosen from its config.
 
 The density of S (and the sparsity of pruning masks) along the cubic schedule, the co-matrix dropout
-probability along the anneal, and the switch from a dense warm-up to a doped model. Each is a hook
-of the training loop: a callable hook(trainer, step) run before each update, which may also define
-`describe()` (a line for the training log) and `restore(trainer, step)` (called when a checkpoint
-taken at `step` is loaded, before its arrays). `anneal_hooks(config, steps_per_epoch)` builds them.
+probability along the anneal, and (from dkp.compression.teacher) the switch from a dense warm-up to
+the compressed model. Each is a hook of the training loop: a callable hook(trainer, step) run
+before each update, which may also define `describe()` (a line for the training log), `state_arrays(trainer)` (arrays a checkpoint must keep)
+and `restore(trainer, step, arrays)` (called when a checkpoint taken at `step` is loaded, before the
+model's arrays, with the hook's own). `anneal_hooks(config, steps_per_epoch)` builds them.
 Co-matrix dropout itself lives in `dkp.core.weights.doped`.
 """
 from __future__ import annotations
@@ -13,8 +14,7 @@ import numpy as np
 
 from dkp.compression.schedules import cubic_schedule
 from dkp.compression.shapes import pruning_sparsity
-from dkp.compression.structures import doped_from_dense
-from dkp.core.optim import make_optimizer
+from dkp.compression.teacher import DenseWarmup
 from dkp.core.weights import Doped, Pruned
 
 
@@ -98,33 +98,6 @@ class CMRSchedule:
 
 def needs_cmr_schedule(config):
     return config.doping > 0 and config.cmr_p > 0 and config.cmr_schedule != "constant"
-
-
-# --- from a dense warm-up to a doped model -------------------------------------------------------
-class DenseWarmup:
-    """A hook that, at the first step of epoch `config.dense_warmup`, replaces every LSTM layer's
-    dense gate matrix W by its nearest structured matrix plus S = W - structured (S dense), so
-    the doped model starts where the dense one stands. The optimizer starts afresh (its state
-    was for the dense parameters) at the current learning rate."""
-
-    def __init__(self, config, steps_per_epoch):
-        self.config = config
-        self.step = int(round(config.dense_warmup * steps_per_epoch))
-
-    def convert(self, trainer):
-        for layer in trainer.model.layers:
-            layer.W = doped_from_dense(self.config, layer.W.to_dense())
-        lr = trainer.optimizer.lr
-        trainer.optimizer = make_optimizer(self.config.optimizer, lr)
-
-    def __call__(self, trainer, step):
-        if step == self.step:
-            self.convert(trainer)
-
-    def restore(self, trainer, step):
-        """A checkpoint taken after the switch holds the doped model the warm-up became."""
-        if step > self.step:
-            self.convert(trainer)
 
 
 # --- the hooks a config asks for ----------------------------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from dkp.compression.compress import truncated_svd
-from dkp.core.weights import Pruned
+from dkp.core.weights import Dense, Pruned
 from dkp.core.weights.grouped import GroupLowRank
 
 
@@ -176,3 +176,18 @@ def weighted_error(E, approx, freq):
     A = np.asarray(approx.to_dense() if hasattr(approx, "to_dense") else approx, np.float64)
     f = np.asarray(freq, np.float64)[:, None]
     return float(np.sqrt(np.sum(f * (E - A) ** 2) / np.sum(f * E ** 2)))
+
+
+def vocab_from_dense(config, E, freq):
+    """The embedding or softmax matrix of `config` (its `vocab_structure`, `vocab_compression`,
+    `vocab_groups`) from the trained (V, H) matrix E and the training split's word frequencies."""
+    kind = config.vocab_structure
+    if kind == "dense":
+        return Dense(np.array(E))
+    if kind == "groupreduce":
+        return group_reduce(E, freq, config.vocab_compression, n_groups=config.vocab_groups)
+    if kind == "svd":
+        return svd_at_budget(E, config.vocab_compression)
+    if kind == "prune":
+        return prune_at_budget(E, config.vocab_compression)
+    raise ValueError(f"vocab_structure must be dense, groupreduce, svd or prune, got {kind!r}")

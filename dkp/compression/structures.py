@@ -19,9 +19,10 @@ import numpy as np
 
 from dkp.compression import compress, shapes
 from dkp.core.model import dense_gates
-from dkp.core.weights import CMR_VARIANTS, Doped, Hybrid, Kronecker, LowRank, Pruned
+from dkp.core.weights import CMR_VARIANTS, Dense, Doped, Hybrid, Kronecker, LowRank, Pruned
 
 STRUCTURES = ("dense", "kp", "lmf", "hmd", "prune")
+VOCAB_STRUCTURES = ("dense", "groupreduce", "svd", "prune")
 CMR_SCHEDULES = ("constant", "threshold", "density")
 
 
@@ -57,8 +58,25 @@ def check_structure(config):
         raise ValueError(f"cmr_threshold must be a density in (0, 1], got {config.cmr_threshold}")
     if config.dense_warmup < 0:
         raise ValueError(f"dense_warmup must be >= 0 epochs, got {config.dense_warmup}")
-    if config.dense_warmup and not config.doping:
-        raise ValueError("dense_warmup needs doping > 0: it starts S as the residual of the dense matrix")
+    if config.dense_warmup and config.structure == "prune":
+        raise ValueError("dense_warmup does not apply to structure 'prune' (pruning starts dense anyway)")
+    if config.vocab_structure not in VOCAB_STRUCTURES:
+        raise ValueError(f"vocab_structure must be one of {list(VOCAB_STRUCTURES)}, got {config.vocab_structure!r}")
+    if config.vocab_structure != "dense":
+        if not config.vocab_compression > 1:
+            raise ValueError(f"vocab_compression must be > 1 for vocab_structure {config.vocab_structure!r}, "
+                             f"got {config.vocab_compression}")
+        if not config.dense_warmup:
+            raise ValueError(f"vocab_structure {config.vocab_structure!r} compresses trained matrices: it needs "
+                             f"dense_warmup > 0")
+    if config.distill_kl < 0 or config.distill_hidden < 0:
+        raise ValueError(f"distill_kl and distill_hidden must be >= 0, got {config.distill_kl} and "
+                         f"{config.distill_hidden}")
+    if (config.distill_kl or config.distill_hidden) and not config.dense_warmup:
+        raise ValueError("distillation needs a teacher: set dense_warmup > 0 (the dense model it trains "
+                         "becomes the teacher)")
+    if config.dense_warmup and config.structure == "dense" and config.vocab_structure == "dense":
+        raise ValueError("dense_warmup needs something to compress: a structure or a vocab_structure")
 
 
 def _doped(config, structured, S):
@@ -68,7 +86,7 @@ def _doped(config, structured, S):
 
 def gate_factory(config):
     """A callable (layer, shape, rng, init_scale, dtype) -> GateMatrix for `config`. With
-    `dense_warmup` the model starts dense; `doped_from_dense` makes its doped matrices later."""
+    `dense_warmup` the model starts dense; `structured_from_dense` makes its matrices later."""
     check_structure(config)
     if config.structure == "dense" or config.dense_warmup:
         return dense_gates
@@ -85,16 +103,18 @@ def gate_factory(config):
     return make
 
 
-def doped_from_dense(config, W):
-    """The doped gate matrix that equals the dense (m, n) array W: the nearest structured matrix of
-    `config`'s kind (nearest Kronecker product, truncated SVD, or hybrid) sized as `gate_factory`
-    sizes it, plus S = W - structured, fully dense. Annealing then sparsifies S."""
+def structured_from_dense(config, W):
+    """The gate matrix of `config` that stands closest to the dense (m, n) array W: the nearest
+    structured matrix of its kind (nearest Kronecker product, truncated SVD, or hybrid) sized as
+    `gate_factory` sizes it, plus, when doped, S = W - structured, fully dense (so the two are
+    equal; annealing then sparsifies S). A dense config keeps W."""
     check_structure(config)
-    if not config.doping or config.structure not in ("kp", "lmf", "hmd"):
-        raise ValueError(f"doped_from_dense needs a doped kp, lmf or hmd config, got structure "
-                         f"{config.structure!r} with doping {config.doping}")
     W = np.asarray(W)
-    target = shapes.structured_target(W.shape, config.compression, config.doping)
+    if config.structure == "dense":
+        return Dense(W.copy())
+    if config.structure not in ("kp", "lmf", "hmd"):
+        raise ValueError(f"structured_from_dense needs a dense, kp, lmf or hmd config, got {config.structure!r}")
+    target = shapes.structured_target(W.shape, config.compression, config.doping) if config.doping else config.compression
     if config.structure == "kp":
         structured = compress.nearest_kronecker(W, shapes.kron_shape(W.shape, target, rank=config.kp_rank),
                                                 rank=config.kp_rank)
@@ -102,5 +122,7 @@ def doped_from_dense(config, W):
         structured = compress.truncated_svd(W, shapes.low_rank_rank(W.shape, target))
     else:
         structured = compress.hybrid_from_dense(W, *shapes.hybrid_shape(W.shape, target))
+    if not config.doping:
+        return structured
     return compress.residual_overlay(W, structured, 1.0, cmr_p=config.cmr_p, cmr_variant=config.cmr_variant,
                                      cmr_rescale=config.cmr_rescale)

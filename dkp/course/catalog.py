@@ -27,6 +27,16 @@ by default, whose runs record more along the way (SEARCH_PROBES):
     cma-long       the whole PTB training split for 3 epochs: dense, KP, doped KP with and without
                    co-matrix dropout (late-and-short anneal)
 
+The whole model (data/results/whole-model/ by default): the embedding and the softmax compressed
+too, and every compressed matrix taken from a trained dense model (the teacher), as GroupReduce and
+the Kronecker papers on transformers do:
+
+    groupreduce    the embedding and softmax alone: GroupReduce vs one truncated SVD vs magnitude
+                   pruning at 6x, GroupReduce at 12x, each fine-tuned after the teacher's epoch; the
+                   teacher trained on for as long
+    whole-model    dense; LSTM-only doped KP from scratch and from the teacher (with and without
+                   distillation); GroupReduce; GroupReduce with doped KP (whole model > 10x)
+
 Every arm of a scale shares everything but what the arm changes (data, epochs, anneal window; the
 optimizer goes by the kind of arm, see SCALES), so differences between arms come from the method.
 To add an experiment: a name in EXPERIMENTS (or SEARCH) and its arms in `arms` (or `search_arms`);
@@ -138,6 +148,12 @@ SEARCH = ("cma-timing", "cma-density", "cma-init", "cmr-schedule", "cmr-branch",
 SEARCH_OUT = os.path.join("data", "results", "cma-search")
 
 
+WHOLE = ("groupreduce", "whole-model")
+
+
+WHOLE_OUT = os.path.join("data", "results", "whole-model")
+
+
 # the anneal windows (epochs) the search compares, at the course scale's 2 epochs
 WINDOWS = {"early-long": (0.1, 1.5), "early-short": (0.25, 0.5), "late-short": (1.5, 1.75),
            "late-short-norec": (1.75, 2.0)}
@@ -183,6 +199,50 @@ def search_arms(name, scale="course"):
     return families[name]
 
 
+# The whole model (data/results/whole-model/): the embedding and softmax compressed too, and
+# compression from a trained dense model (the teacher) with and without distillation. A student
+# trains for the course's epochs after TEACHER_EPOCHS of dense training, with the course's learning
+# rates counted from the switch and its anneal window shifted with it, so that it gets as many
+# training steps, at the same rates, as the arm trained from scratch it is compared with.
+TEACHER_EPOCHS = 1
+VOCAB_COMPRESSION = (6.0, 12.0)         # GroupReduce's 6.6x, and one that brings the model past 10x
+DISTILL = dict(distill_kl=1.0, distill_hidden=1.0)
+
+
+def whole_arms(name, scale="course"):
+    """{arm name: config} of the whole-model family `name`: "groupreduce" (the embedding and softmax
+    alone, GroupReduce against one SVD and magnitude pruning at the same budget) or "whole-model"
+    (LSTM-only doped KP, GroupReduce, both, from scratch or from the teacher, with and without
+    distillation)."""
+    course = arms("kp-loss", scale)["dense"]
+    doped = arms("doping", scale)["doped-kp"]
+    W = TEACHER_EPOCHS
+
+    def student(config, **changes):
+        return config.with_(epochs=config.epochs + W, decay_after=config.decay_after + W, dense_warmup=float(W),
+                            anneal_start=config.anneal_start + W, anneal_end=config.anneal_end + W, **changes)
+
+    teacher = course.with_(epochs=course.epochs + W, decay_after=course.decay_after + W)
+    lo, hi = VOCAB_COMPRESSION
+
+    def vocab(kind, c):
+        return dict(vocab_structure=kind, vocab_compression=c)
+
+    families = {
+        "groupreduce": {"teacher": teacher,
+                        **{f"{kind}-{lo:g}x": student(course, **vocab(kind, lo)) for kind in ("groupreduce", "svd", "prune")},
+                        f"groupreduce-{hi:g}x": student(course, **vocab("groupreduce", hi))},
+        "whole-model": {"dense": course, "teacher": teacher, "doped-kp": doped,
+                        "doped-kp-teacher": student(doped),
+                        "doped-kp-teacher-ilkd": student(doped, **DISTILL),
+                        f"groupreduce-{hi:g}x": student(course, **vocab("groupreduce", hi)),
+                        f"groupreduce-{hi:g}x-ilkd": student(course, **vocab("groupreduce", hi), **DISTILL),
+                        f"groupreduce-{hi:g}x-doped-kp": student(doped, **vocab("groupreduce", hi)),
+                        f"groupreduce-{hi:g}x-doped-kp-ilkd": student(doped, **vocab("groupreduce", hi), **DISTILL)},
+    }
+    return families[name]
+
+
 def quick(config):
     """The --quick version of an arm: a slice of PTB, hidden sizes divided by QUICK_SHRINK. An arm
     that keeps the course scale's anneal window gets QUICK's; one with a window of its own (the
@@ -206,15 +266,26 @@ def lstm_size(layers, reference_hidden):
             "compression": float(len(layers) * 8 * H * H / n_params)}
 
 
+ALL = EXPERIMENTS + SEARCH + WHOLE
+
+
 def experiment_arms(name, scale="course"):
-    """{arm name: config} of any named experiment, the course's or the search's."""
+    """{arm name: config} of any named experiment: the course's, the search's or the whole model's."""
     if name in SEARCH:
         return search_arms(name, scale)
     if name in EXPERIMENTS:
         return arms(name, scale)
-    raise ValueError(f"experiment must be one of {list(EXPERIMENTS + SEARCH)}, got {name!r}")
+    if name in WHOLE:
+        return whole_arms(name, scale)
+    raise ValueError(f"experiment must be one of {list(ALL)}, got {name!r}")
+
+
+def group(name):
+    """The experiments that share runs with `name` (the same arm and seed is trained once)."""
+    return next(g for g in (EXPERIMENTS, SEARCH, WHOLE) if name in g)
 
 
 def default_out(name):
-    """Where `experiment NAME` writes by default: data/results, or data/results/cma-search."""
-    return SEARCH_OUT if name in SEARCH else os.path.join("data", "results")
+    """Where `experiment NAME` writes by default: data/results, data/results/cma-search or
+    data/results/whole-model."""
+    return SEARCH_OUT if name in SEARCH else WHOLE_OUT if name in WHOLE else os.path.join("data", "results")

@@ -104,6 +104,21 @@ class CMATracker:
             self.record(trainer, step)
 
 
+class SwitchProbe:
+    """A training hook that records the perplexity of `ids` at the step of a dense warm-up's switch
+    into trainer.history["switch"][key]: put one before the switch's hook ("before": the dense
+    teacher) and one after it ("after": the compressed model before any retraining, the accuracy
+    the decomposition alone keeps)."""
+
+    def __init__(self, step, key, ids, batch=10, bptt=35):
+        self.step, self.key, self.ids, self.batch, self.bptt = step, key, ids, batch, bptt
+
+    def __call__(self, trainer, step):
+        if step == self.step:
+            record = trainer.history.setdefault("switch", {"step": step, "epoch": step / trainer.steps_per_epoch})
+            record[f"valid_ppl_{self.key}"] = perplexity(trainer.model, self.ids, self.batch, self.bptt)
+
+
 class PerplexityProbe:
     """A training hook that records the perplexity of a validation slice (S on) every `every`
     epochs, at the same epochs in every arm whatever its anneal, into trainer.history["probes"] as

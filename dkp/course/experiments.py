@@ -13,13 +13,14 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from dkp.compression.anneal import Annealer
+from dkp.compression.teacher import DenseWarmup
 from dkp.core import io
 from dkp.core.data import load_corpus
-from dkp.course.catalog import EXPERIMENTS, SCALES, SEARCH, default_out, experiment_arms, lstm_size, quick
-from dkp.course.diagnostics import (CMATracker, LossTrace, PerplexityProbe, cma_point, perplexity,
+from dkp.course.catalog import SCALES, SEARCH, default_out, experiment_arms, group, lstm_size, quick
+from dkp.course.diagnostics import (CMATracker, LossTrace, PerplexityProbe, SwitchProbe, cma_point, perplexity,
                                     perplexity_s_pruned)
 from dkp.course.report import mean_sd
-from dkp.training.configs import Config
+from dkp.training.configs import Config, normalized
 from dkp.training.evaluate import layer_report
 from dkp.training.loop import Trainer, TrainingDiverged
 
@@ -68,6 +69,11 @@ def run_one(config_dict, seed, probes=None):
     if track_cma:
         trainer.hooks.append(CMATracker(trainer.find_hook(Annealer), diag_ids, points=probes["cma_points"],
                                         batch=10, bptt=config.bptt, stats_tokens=stats_tokens))
+    warmup = trainer.find_hook(DenseWarmup)
+    if warmup is not None:  # the dense model's perplexity at the switch, and the compressed model's
+        trainer.hooks.insert(0, SwitchProbe(warmup.step, "before", trainer.valid_ids, config.eval_batch, config.bptt))
+        trainer.hooks.insert(trainer.hooks.index(warmup) + 1,
+                             SwitchProbe(warmup.step, "after", trainer.valid_ids, config.eval_batch, config.bptt))
     grid = PerplexityProbe(diag_ids, probes["grid_every"], 10, config.bptt) if probes.get("grid_every") else None
     if grid:
         trainer.hooks.append(grid)
@@ -82,6 +88,9 @@ def run_one(config_dict, seed, probes=None):
     record = {k: metrics[k] for k in ("seed", "epochs", "train_ppl", "valid_ppl", "final_valid_ppl", "test_ppl",
                                       "words_per_sec", "layers")}
     record["density"] = metrics.get("density")
+    record["model"] = metrics["model"]
+    if "switch" in trainer.history:
+        record["switch"] = trainer.history["switch"]
     if grid:
         grid.record(trainer)["final"] = True  # the end of training, appended to trainer.history["probes"]
     for key in ("probes", "loss_trace"):
@@ -140,9 +149,10 @@ def run_experiment(name, seeds=3, quick_mode=False, scale="course", out=None, jo
     result.update(io.provenance())
     for arm, config in configs.items():
         entry = result["arms"].setdefault(arm, {"config": config.to_dict(), "runs": []})
-        if entry["config"] != config.to_dict():  # a changed arm starts over
+        if normalized(entry["config"]) != config.to_dict():  # a changed arm starts over
             result["arms"][arm] = entry = {"config": config.to_dict(), "runs": []}
-    shared = _finished_elsewhere(out, path, quick_mode, SEARCH if name in SEARCH else EXPERIMENTS)
+        entry["config"] = config.to_dict()
+    shared = _finished_elsewhere(out, path, quick_mode, group(name))
     for arm, config in configs.items():
         have = {r["seed"] for r in result["arms"][arm]["runs"]}
         for seed in range(seeds):
@@ -192,7 +202,7 @@ def _refresh(entry, reference_hidden):
 
 
 def _key(config_dict):
-    return tuple(sorted((k, v) for k, v in config_dict.items() if k != "name"))
+    return tuple(sorted((k, v) for k, v in normalized(config_dict).items() if k != "name"))
 
 
 def _finished_elsewhere(out, path, quick_mode, names):

@@ -3,6 +3,7 @@ loading them back with every name and shape checked."""
 from __future__ import annotations
 
 from dkp.core import io
+from dkp.training.configs import normalized
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -13,6 +14,9 @@ def save_checkpoint(trainer, path):
     for prefix, M in trainer.model.matrices.items():
         arrays.update({f"buffer.{prefix}.{k}": v for k, v in M.buffers.items()})
     arrays.update({f"opt.{k}": v for k, v in trainer.optimizer.state_arrays().items()})
+    for hook in trainer.hooks:  # e.g. the teacher a dense warm-up left behind
+        if hasattr(hook, "state_arrays"):
+            arrays.update({f"hook.{type(hook).__name__}.{k}": v for k, v in hook.state_arrays(trainer).items()})
     meta = {"config": trainer.config.to_dict(), "seed": trainer.seed, "epoch": trainer.epoch,
             "step": trainer.step, "rng": trainer.rng.bit_generator.state, "history": trainer.history,
             "vocab_size": len(trainer.corpus.vocab)}
@@ -22,7 +26,7 @@ def save_checkpoint(trainer, path):
 def load_checkpoint(trainer, path):
     """Put the checkpoint at `path` into `trainer`; its config must equal the trainer's but for `epochs`."""
     arrays, meta = io.load_npz(path)
-    mine, theirs = trainer.config.to_dict(), dict(meta.get("config", {}))
+    mine, theirs = trainer.config.to_dict(), normalized(meta.get("config", {}))
     mine.pop("epochs"), theirs.pop("epochs", None)
     if mine != theirs:
         diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
@@ -30,7 +34,12 @@ def load_checkpoint(trainer, path):
                                  f"(field: (checkpoint, now)): {diff}")
     for hook in trainer.hooks:  # e.g. a dense warm-up the checkpoint's model has already left
         if hasattr(hook, "restore"):
-            hook.restore(trainer, meta["step"])
+            prefix = f"hook.{type(hook).__name__}."
+            try:
+                hook.restore(trainer, meta["step"], {k[len(prefix):]: v for k, v in arrays.items()
+                                                     if k.startswith(prefix)})
+            except KeyError as e:
+                raise io.CheckpointError(f"checkpoint {path!r}: {e.args[0]}") from None
     load_model_arrays(trainer.model, arrays, path)
     trainer.optimizer.load_state_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")})
     trainer.seed, trainer.epoch, trainer.step = meta["seed"], meta["epoch"], meta["step"]

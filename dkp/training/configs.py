@@ -39,9 +39,22 @@ class Config:
     # anneal_s False keeps S at its starting density (dense) for the whole run, the structured part
     # still sized for `doping`: the control against which an anneal is measured.
     anneal_s: bool = True
-    # dense_warmup > 0: train a dense LSTM for that many epochs, then replace each gate matrix W by
-    # its nearest structured matrix plus S = W - structured (dense), and go on doped. 0: S starts at 0.
+    # dense_warmup > 0: train a dense model for that many epochs (the teacher), then compress it
+    # (dkp.compression.teacher): each gate matrix W becomes its nearest structured matrix, plus
+    # S = W - structured (dense) when doped, the embedding and softmax become `vocab_structure`;
+    # training goes on from there. 0: the model is compressed from its first step (S starts at 0).
     dense_warmup: float = 0.0
+    # The embedding and the softmax matrix (both V x H), compressed `vocab_compression` times from
+    # the dense warm-up's matrices: "dense" (kept), "groupreduce" (frequency-grouped low rank in
+    # `vocab_groups` groups), "svd" (one truncated SVD) or "prune" (magnitude pruning, mask fixed).
+    vocab_structure: str = "dense"
+    vocab_compression: float = 1.0
+    vocab_groups: int = 10
+    # Distillation from the dense warm-up's model, frozen at the switch (the teacher): the loss adds
+    # distill_kl * KL(teacher || student) of the output distributions and distill_hidden * the mean
+    # squared difference of each LSTM layer's hidden states.
+    distill_kl: float = 0.0
+    distill_hidden: float = 0.0
     # Co-matrix dropout on S during training: probability and variant ("output", "branch", "connect").
     cmr_p: float = 0.0
     cmr_variant: str = "output"
@@ -66,6 +79,12 @@ class Config:
     def from_dict(cls, d):
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def normalized(config_dict):
+    """A stored config in this code's terms: fields added since it was written take their defaults,
+    which is what the code that wrote it did (so results stay comparable across versions)."""
+    return Config.from_dict(config_dict).to_dict()
 
 
 CONFIGS = {

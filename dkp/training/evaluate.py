@@ -1,4 +1,5 @@
-"""Evaluation: the perplexity of a token stream, and what each LSTM layer stores."""
+"""Evaluation: the perplexity of a token stream, what each LSTM layer stores, and what the whole
+model stores."""
 from __future__ import annotations
 
 import math
@@ -41,3 +42,20 @@ def layer_report(model):
             row.update(structured=type(W.structured).__name__, density_of_S=W.density)
         out.append(row)
     return out
+
+
+def model_report(model):
+    """The whole model's storage: per matrix (embedding, each LSTM layer's gate matrix, decoder) and
+    the biases, its kind, parameters and bytes; the totals and the compression against the same
+    model stored dense in its dtype."""
+    item = model.dtype.itemsize
+    rows = [{"part": name, "kind": type(M).__name__, "shape": list(M.shape), "n_params": M.n_params,
+             "n_bytes": M.n_bytes, "dense_params": M.shape[0] * M.shape[1]}
+            for name, M in model.matrices.items()]
+    biases = sum(layer.b.size for layer in model.layers) + model.dec_b.size
+    rows.append({"part": "biases", "kind": "dense", "shape": [biases], "n_params": biases,
+                 "n_bytes": biases * item, "dense_params": biases})
+    params, dense = sum(r["n_params"] for r in rows), sum(r["dense_params"] for r in rows)
+    n_bytes = sum(r["n_bytes"] for r in rows)
+    return {"parts": rows, "n_params": params, "n_bytes": n_bytes, "compression": dense / params,
+            "byte_compression": dense * item / n_bytes}

@@ -21,7 +21,7 @@ from dkp.core.model import LanguageModel
 from dkp.core.optim import clip_global_norm, make_optimizer, zaremba_lr
 from dkp.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from dkp.training.configs import Config
-from dkp.training.evaluate import evaluate, layer_report, mean_density
+from dkp.training.evaluate import evaluate, layer_report, mean_density, model_report
 
 METRICS = "metrics.json"
 
@@ -60,6 +60,7 @@ class Trainer:
         self.hooks = anneal_hooks(config, self.steps_per_epoch) + list(hooks)
         self.epoch, self.step = 0, 0
         self.last_loss = None  # the latest training loss, for hooks that trace it
+        self.teacher = None    # a dkp.compression.teacher.Teacher, once a dense warm-up leaves one
         self.provenance = io.provenance()  # the command and commit this run started from
         self.history = {"train_ppl": [], "valid_ppl": [], "lr": [], "seconds": [], "words_per_sec": []}
 
@@ -80,21 +81,23 @@ class Trainer:
             for hook in self.hooks:
                 hook(self, self.step)
             model.set_training(True)
-            for layer in model.layers:
-                layer.W.begin_batch(self.rng)
-            _, loss, state, cache = model.forward(x, state, y, rng=self.rng)
+            for M in model.matrices.values():
+                M.begin_batch(self.rng)
+            distill = None if self.teacher is None else self.teacher.target(x, y, first=i == 0)
+            _, objective, state, cache = model.forward(x, state, y, rng=self.rng, distill=distill)
+            loss = cache["parts"]["task"]  # the cross-entropy; the objective adds distillation terms
             self.last_loss = loss
-            if not math.isfinite(loss):
+            if not math.isfinite(objective):
                 if bar is not None:
                     bar.close()
-                raise TrainingDiverged(f"the training loss became {loss} at epoch {self.epoch + 1}, "
+                raise TrainingDiverged(f"the training loss became {objective} at epoch {self.epoch + 1}, "
                                        f"window {i + 1} (step {self.step + 1}, lr {lr:g}); try a lower "
                                        f"learning rate or gradient clip")
             grads = model.backward(cache, scale=x.shape[0])
             clip_global_norm(grads, cfg.clip)
             self.optimizer.step(model.params, grads)
-            for layer in model.layers:
-                layer.W.after_update()
+            for M in model.matrices.values():
+                M.after_update()
             self.step += 1
             total += loss * x.size
             count += x.size
@@ -145,6 +148,7 @@ class Trainer:
             "test_ppl": evaluate(self.model, self.test_ids, cfg.eval_batch, cfg.bptt),
             "mean_words_per_sec": float(np.mean(self.history["words_per_sec"])) if self.epoch else None,
             "layers": layer_report(self.model),
+            "model": model_report(self.model),
             **self.provenance,
         }
         if self.out:

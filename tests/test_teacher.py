@@ -1,0 +1,91 @@
+"""From a trained dense model to a compressed one: the switch of a dense warm-up (gate matrices,
+embedding and softmax), distillation from the frozen dense model, checkpoints across the switch,
+and the whole-model storage report."""
+import numpy as np
+import pytest
+
+from dkp.compression import groupreduce as gr
+from dkp.compression.structures import check_structure
+from dkp.compression.teacher import DenseWarmup
+from dkp.core.weights import Dense, GroupLowRank, Kronecker, LowRank, Pruned
+from dkp.training.configs import get_config
+from dkp.training.evaluate import model_report
+from dkp.training.loop import Trainer, train
+
+CONFIG = get_config("tiny").with_(hidden=16, train_tokens=8_000, eval_tokens=2_000, epochs=2, structure="kp",
+                                  compression=4, dense_warmup=0.5, vocab_structure="groupreduce",
+                                  vocab_compression=6, vocab_groups=4)
+
+
+@pytest.mark.parametrize("vocab", ["groupreduce", "svd", "prune"])
+def test_the_switch_compresses_every_matrix_from_the_dense_one(ptb, vocab):
+    config = CONFIG.with_(vocab_structure=vocab, distill_kl=0.5)
+    trainer = Trainer(config, seed=0, corpus=ptb, progress=False)
+    model = trainer.model
+    dense = {name: M.to_dense() for name, M in model.matrices.items()}
+    trainer.find_hook(DenseWarmup).convert(trainer)
+    kind = {"groupreduce": GroupLowRank, "svd": LowRank, "prune": Pruned}[vocab]
+    for name, M in model.matrices.items():
+        assert isinstance(M, kind if name in ("embed", "dec") else Kronecker), name
+        if name in ("embed", "dec"):
+            assert M.n_params <= gr.budget_params(M.shape, 6)
+            assert np.linalg.norm(M.to_dense() - dense[name]) < np.linalg.norm(dense[name])
+    # the teacher is the dense model as it stood, frozen
+    teacher = trainer.teacher.model
+    assert all(isinstance(M, Dense) for M in teacher.matrices.values())
+    for name, M in teacher.matrices.items():
+        np.testing.assert_array_equal(M.to_dense(), dense[name])
+
+
+def test_a_student_with_a_teacher_trains_and_resumes_exactly(ptb, tmp_path):
+    config = CONFIG.with_(doping=0.05, anneal_start=0.6, anneal_end=1.5, anneal_every=3, distill_kl=0.5,
+                          distill_hidden=1.0)
+    straight = train(config, seed=1, out=tmp_path / "a", corpus=ptb, progress=False)
+    train(config.with_(epochs=1), seed=1, out=tmp_path / "b", corpus=ptb, progress=False)
+    resumed = train(config, seed=1, out=tmp_path / "b", resume=True, corpus=ptb, progress=False)
+    assert resumed["valid_ppl"] == straight["valid_ppl"] and resumed["test_ppl"] == straight["test_ppl"]
+    assert np.isfinite(straight["test_ppl"]) and straight["test_ppl"] < len(ptb.vocab)
+    parts = {p["part"]: p for p in straight["model"]["parts"]}
+    assert parts["embed"]["kind"] == parts["dec"]["kind"] == "GroupLowRank"
+    assert parts["lstm0"]["kind"] == "Doped"
+
+
+def test_the_whole_model_report_counts_every_part(ptb):
+    trainer = Trainer(CONFIG.with_(distill_kl=0.0), seed=0, corpus=ptb, progress=False)
+    V, H = len(ptb.vocab), CONFIG.hidden
+    dense = model_report(trainer.model)
+    assert dense["n_params"] == sum(p.size for p in trainer.model.params.values()) == 2 * V * H + 8 * H * H + 4 * H + V
+    assert dense["compression"] == 1.0 and dense["n_bytes"] == 4 * dense["n_params"]
+    trainer.find_hook(DenseWarmup).convert(trainer)
+    small = model_report(trainer.model)
+    assert small["n_params"] == sum(M.n_params for M in trainer.model.matrices.values()) + 4 * H + V
+    assert small["compression"] == pytest.approx(dense["n_params"] / small["n_params"])
+    assert small["compression"] > 5
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(dense_warmup=0.0), "vocab_structure 'groupreduce' compresses trained matrices: it needs dense_warmup"),
+    (dict(vocab_structure="hashing"), "vocab_structure must be one of"),
+    (dict(vocab_compression=1.0), "vocab_compression must be > 1"),
+    (dict(vocab_structure="dense", dense_warmup=0.0, distill_kl=1.0), "distillation needs a teacher"),
+    (dict(distill_hidden=-1.0), "distill_kl and distill_hidden must be >= 0"),
+    (dict(structure="dense", vocab_structure="dense"), "dense_warmup needs something to compress"),
+])
+def test_teacher_settings_are_checked(changes, message):
+    with pytest.raises(ValueError, match=message):
+        check_structure(CONFIG.with_(**changes))
+
+
+def test_whole_model_arms_are_valid_and_comparable():
+    from dkp.course import catalog
+    for name in catalog.WHOLE:
+        configs = catalog.experiment_arms(name)
+        for arm, config in configs.items():
+            check_structure(config)
+            check_structure(catalog.quick(config))
+            if config.dense_warmup:   # a student: as many steps after the switch as from scratch
+                assert config.epochs - config.dense_warmup == catalog.SCALES["course"]["base"].epochs, arm
+                assert config.decay_after - config.dense_warmup == catalog.SCALES["course"]["base"].decay_after, arm
+        assert catalog.default_out(name) == catalog.WHOLE_OUT and catalog.group(name) == catalog.WHOLE
+    whole = catalog.experiment_arms("whole-model")
+    assert whole["doped-kp-teacher"].anneal_start == whole["doped-kp"].anneal_start + catalog.TEACHER_EPOCHS
