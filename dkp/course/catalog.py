@@ -37,6 +37,9 @@ the Kronecker papers on transformers do:
     whole-model    dense; LSTM-only doped KP from scratch and from the teacher (with and without
                    distillation); GroupReduce; GroupReduce with doped KP (whole model > 10x)
 
+Their runs also record the trained model stored in 8 bits (dkp.compression.quantize): bytes and
+perplexity.
+
 Every arm of a scale shares everything but what the arm changes (data, epochs, anneal window; the
 optimizer goes by the kind of arm, see SCALES), so differences between arms come from the method.
 To add an experiment: a name in EXPERIMENTS (or SEARCH) and its arms in `arms` (or `search_arms`);

@@ -13,15 +13,16 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from dkp.compression.anneal import Annealer
+from dkp.compression.quantize import quantize_model, quantized_bytes
 from dkp.compression.teacher import DenseWarmup
 from dkp.core import io
 from dkp.core.data import load_corpus
-from dkp.course.catalog import SCALES, SEARCH, default_out, experiment_arms, group, lstm_size, quick
+from dkp.course.catalog import SCALES, SEARCH, WHOLE, default_out, experiment_arms, group, lstm_size, quick
 from dkp.course.diagnostics import (CMATracker, LossTrace, PerplexityProbe, SwitchProbe, cma_point, perplexity,
                                     perplexity_s_pruned)
 from dkp.course.report import mean_sd
 from dkp.training.configs import Config, normalized
-from dkp.training.evaluate import layer_report
+from dkp.training.evaluate import evaluate, layer_report
 from dkp.training.loop import Trainer, TrainingDiverged
 
 # What every run of the search records besides the course's diagnostics: the perplexity of the first
@@ -52,6 +53,9 @@ def quick_results_dir():
 
 # --- running -------------------------------------------------------------------------------------
 COURSE_PROBES = dict(tokens=20_000, cma_points=6)   # what the course's experiments record
+# --quick runs evaluate on 10,000 tokens: their probes take a slice of half that, and the branch
+# statistics its first 1,000 tokens (a third of a quick doped run's time went to probes otherwise)
+QUICK_COURSE_PROBES = dict(COURSE_PROBES, tokens=5_000, stats_tokens=1_000)
 
 
 def run_one(config_dict, seed, probes=None):
@@ -105,6 +109,12 @@ def run_one(config_dict, seed, probes=None):
                                                          config.bptt, s_enabled=False)
             record["s_pruned"] = {f"{f:g}": perplexity_s_pruned(trainer.model, diag_ids, 10, config.bptt, f)
                                   for f in probes["prune_fractions"]}
+    if probes.get("quantize_bits"):  # the same model stored with int8 parameters, after training
+        bits = probes["quantize_bits"]
+        q = quantize_model(trainer.model, bits)
+        record["quantized"] = {"bits": bits, "n_bytes": quantized_bytes(trainer.model),
+                               "final_valid_ppl": evaluate(q, trainer.valid_ids, config.eval_batch, config.bptt),
+                               "test_ppl": evaluate(q, trainer.test_ids, config.eval_batch, config.bptt)}
     record["seconds"] = time.perf_counter() - t0
     return record
 
@@ -135,7 +145,12 @@ def run_experiment(name, seeds=3, quick_mode=False, scale="course", out=None, jo
     jobs = jobs or os.cpu_count() or 1
     out = out or default_out(name)
     configs = experiment_arms(name, scale)
-    probes = (QUICK_SEARCH_PROBES if quick_mode else SEARCH_PROBES) if name in SEARCH else None
+    if name in SEARCH:
+        probes = QUICK_SEARCH_PROBES if quick_mode else SEARCH_PROBES
+    else:
+        probes = QUICK_COURSE_PROBES if quick_mode else None
+    if name in WHOLE:   # the whole model's table has an int8 column
+        probes = {**(probes or {}), "quantize_bits": 8}
     if only:
         unknown = set(only) - set(configs)
         if unknown:
