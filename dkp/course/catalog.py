@@ -42,8 +42,8 @@ perplexity.
 
 Every arm of a scale shares everything but what the arm changes (data, epochs, anneal window; the
 optimizer goes by the kind of arm, see SCALES), so differences between arms come from the method.
-To add an experiment: a name in EXPERIMENTS (or SEARCH) and its arms in `arms` (or `search_arms`);
-`dkp.course.experiments` trains any of them.
+To add an experiment: a name in EXPERIMENTS (or SEARCH, or WHOLE) and its arms in `arms` (or
+`search_arms`, or `whole_arms`); `dkp.course.experiments` trains any of them.
 """
 from __future__ import annotations
 
