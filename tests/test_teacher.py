@@ -10,6 +10,8 @@ from dkp.compression.teacher import DenseWarmup
 from dkp.core.weights import Dense, GroupLowRank, Kronecker, LowRank, Pruned
 from dkp.training.configs import get_config
 from dkp.training.evaluate import model_report
+from dkp.core import io
+from dkp.training.checkpoint import CHECKPOINT, load_checkpoint
 from dkp.training.loop import Trainer, train
 
 CONFIG = get_config("tiny").with_(hidden=16, train_tokens=8_000, eval_tokens=2_000, epochs=2, structure="kp",
@@ -48,6 +50,16 @@ def test_a_student_with_a_teacher_trains_and_resumes_exactly(ptb, tmp_path):
     parts = {p["part"]: p for p in straight["model"]["parts"]}
     assert parts["embed"]["kind"] == parts["dec"]["kind"] == "GroupLowRank"
     assert parts["lstm0"]["kind"] == "Doped"
+    # a checkpoint whose word order is damaged, or which lacks its teacher, says so
+    arrays, meta = io.load_npz(tmp_path / "b" / CHECKPOINT)
+    broken = dict(arrays, **{"buffer.embed.order": arrays["buffer.embed.order"][:-1]})
+    io.save_npz(tmp_path / "c.npz", broken, meta)
+    trainer = Trainer(config, seed=1, corpus=ptb, progress=False)
+    with pytest.raises(io.CheckpointError, match="the buffers of 'embed' do not fit the model"):
+        load_checkpoint(trainer, tmp_path / "c.npz")
+    io.save_npz(tmp_path / "d.npz", {k: v for k, v in arrays.items() if not k.startswith("hook.")}, meta)
+    with pytest.raises(io.CheckpointError, match="lacks the teacher's parameters"):
+        load_checkpoint(Trainer(config, seed=1, corpus=ptb, progress=False), tmp_path / "d.npz")
 
 
 def test_the_whole_model_report_counts_every_part(ptb):

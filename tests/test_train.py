@@ -135,3 +135,17 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     assert "config must be one of" in capsys.readouterr().err
     assert main(["train", "--config", "tiny", "--out", str(tmp_path / "new"), "--resume"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_checkpoint_with_the_old_parameter_names_still_loads():
+    """Checkpoints written before the embedding and decoder became matrices named them "embed" and
+    "dec_W"; they load into today's "embed.W" and "dec.W"."""
+    from dkp.core.model import LanguageModel
+    from dkp.training.checkpoint import load_model_arrays
+    old = LanguageModel(30, 6, 1, seed=1)
+    arrays = {f"param.{k}": v for k, v in old.params.items()}
+    arrays["param.embed"], arrays["param.dec_W"] = arrays.pop("param.embed.W"), arrays.pop("param.dec.W")
+    new = LanguageModel(30, 6, 1, seed=2)
+    load_model_arrays(new, arrays)
+    for k, v in old.params.items():
+        np.testing.assert_array_equal(new.params[k], v)
