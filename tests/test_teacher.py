@@ -25,7 +25,9 @@ def test_the_switch_compresses_every_matrix_from_the_dense_one(ptb, vocab):
     trainer = Trainer(config, seed=0, corpus=ptb, progress=False)
     model = trainer.model
     dense = {name: M.to_dense() for name, M in model.matrices.items()}
-    trainer.find_hook(DenseWarmup).convert(trainer)
+    hook = trainer.find_hook(DenseWarmup)
+    assert f"embedding and softmax {vocab} 6x" in hook.describe() and "KL weight 0.5" in hook.describe()
+    hook.convert(trainer)
     kind = {"groupreduce": GroupLowRank, "svd": LowRank, "prune": Pruned}[vocab]
     for name, M in model.matrices.items():
         assert isinstance(M, kind if name in ("embed", "dec") else Kronecker), name

@@ -51,6 +51,15 @@ class DenseWarmup:
         self.config = config
         self.step = int(round(config.dense_warmup * steps_per_epoch))
 
+    def describe(self):
+        c = self.config
+        parts = [f"LSTM {c.structure}" + (f" {c.compression:g}x" if c.structure != "dense" else "")]
+        if c.vocab_structure != "dense":
+            parts.append(f"embedding and softmax {c.vocab_structure} {c.vocab_compression:g}x")
+        teach = (f"; then distilled from the dense model (KL weight {c.distill_kl:g}, hidden-state weight "
+                 f"{c.distill_hidden:g})" if distills(c) else "")
+        return f"dense for {c.dense_warmup:g} epoch(s), then compressed ({', '.join(parts)}){teach}"
+
     def convert(self, trainer):
         model, config = trainer.model, self.config
         if distills(config):
