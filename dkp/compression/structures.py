@@ -1,7 +1,8 @@
 """From a training config to the gate matrices of its LSTM layers.
 
-The embedding and the softmax stay dense, as in the doping paper; only the LSTM gate matrices are
-structured. This is the one place that maps `--structure/--compression/--doping` to matrix types:
+This module structures the LSTM gate matrices (the embedding and the softmax stay dense, as in the
+doping paper, unless a dense warm-up compresses them: dkp.compression.groupreduce). It is the one
+place that maps `--structure/--compression/--doping` to matrix types:
 
     dense   Dense
     kp      Kronecker (rank `kp_rank`), factor shapes from dkp.compression.shapes.kron_shape
