@@ -38,11 +38,12 @@ def _eval(args):
     from dkp.training.configs import Config
     from dkp.training.evaluate import evaluate
     from dkp.training.loop import Trainer
-    _, meta = io.load_npz(args.checkpoint)
+    arrays, meta = io.load_npz(args.checkpoint)
     config = Config.from_dict(meta["config"])
     corpus = load_corpus(level=config.level)
     trainer = Trainer(config, seed=meta["seed"], corpus=corpus, progress=False)
-    load_checkpoint(trainer, args.checkpoint)  # the model as it was, after a dense warm-up's switch too
+    # the model as it was, after a dense warm-up's switch too
+    load_checkpoint(trainer, args.checkpoint, loaded=(arrays, meta))
     model = trainer.model
     result = {split: evaluate(model, getattr(corpus, split), config.eval_batch, config.bptt)
               for split in args.splits}

@@ -3,10 +3,11 @@
 The density of S (and the sparsity of pruning masks) along the cubic schedule, the co-matrix dropout
 probability along the anneal, and (from dkp.compression.teacher) the switch from a dense warm-up to
 the compressed model. Each is a hook of the training loop: a callable hook(trainer, step) run
-before each update, which may also define `describe()` (a line for the training log), `state_arrays(trainer)` (arrays a checkpoint must keep)
-and `restore(trainer, step, arrays)` (called when a checkpoint taken at `step` is loaded, before the
-model's arrays, with the hook's own). `anneal_hooks(config, steps_per_epoch)` builds them.
-Co-matrix dropout itself lives in `dkp.core.weights.doped`.
+before each update, which may also define `describe()` (a line for the training log),
+`state_arrays(trainer)` (arrays a checkpoint must keep) and `restore(trainer, step, arrays)` (called
+when a checkpoint taken at `step` is loaded, before the model's arrays, with the hook's own).
+`anneal_hooks(config, steps_per_epoch)` builds them. Co-matrix dropout itself lives in
+`dkp.core.weights.doped`.
 """
 from __future__ import annotations
 

@@ -91,9 +91,8 @@ def group_ranks(sizes, mean_freq, width, budget, alpha=0.5):
 def _weighted_svd(rows, f, rank):
     """(U, V): the best rank-`rank` approximation of `rows` (n_g, H) in the norm sum_w f_w ||.||^2."""
     w = np.sqrt(f)[:, None]
-    u, s, vt = np.linalg.svd(w * rows, full_matrices=False)
-    root = np.sqrt(s[:rank])
-    return (u[:, :rank] * root) / w, vt[:rank] * root[:, None]
+    best = truncated_svd(w * rows, rank)                        # of the weighted rows, then unweighted
+    return best.params["U"] / w, best.params["V"]
 
 
 def _residuals(E, f, basis):

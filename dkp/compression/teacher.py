@@ -80,7 +80,7 @@ class DenseWarmup:
 
     def state_arrays(self, trainer):
         """What a checkpoint must keep of this hook: the teacher's parameters."""
-        teacher = getattr(trainer, "teacher", None)
+        teacher = trainer.teacher
         return {} if teacher is None else {f"teacher.{k}": v for k, v in teacher.model.params.items()}
 
     def restore(self, trainer, step, arrays):

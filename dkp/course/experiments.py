@@ -163,10 +163,10 @@ def run_experiment(name, seeds=3, quick_mode=False, scale="course", out=None, jo
     result = _load_previous(path, name, scale, quick_mode)
     result.update(io.provenance())
     for arm, config in configs.items():
-        entry = result["arms"].setdefault(arm, {"config": config.to_dict(), "runs": []})
-        if normalized(entry["config"]) != config.to_dict():  # a changed arm starts over
-            result["arms"][arm] = entry = {"config": config.to_dict(), "runs": []}
-        entry["config"] = config.to_dict()
+        entry = result["arms"].get(arm)
+        if entry is None or normalized(entry["config"]) != config.to_dict():  # a new or changed arm starts over
+            result["arms"][arm] = entry = {"runs": []}
+        entry["config"] = config.to_dict()   # stored in this code's terms
     shared = _finished_elsewhere(out, path, quick_mode, group(name))
     for arm, config in configs.items():
         have = {r["seed"] for r in result["arms"][arm]["runs"]}

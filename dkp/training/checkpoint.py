@@ -23,9 +23,10 @@ def save_checkpoint(trainer, path):
     io.save_npz(path, arrays, meta)
 
 
-def load_checkpoint(trainer, path):
-    """Put the checkpoint at `path` into `trainer`; its config must equal the trainer's but for `epochs`."""
-    arrays, meta = io.load_npz(path)
+def load_checkpoint(trainer, path, loaded=None):
+    """Put the checkpoint at `path` into `trainer`; its config must equal the trainer's but for `epochs`.
+    `loaded`: the (arrays, meta) of `io.load_npz(path)` when the caller has read them already."""
+    arrays, meta = loaded if loaded is not None else io.load_npz(path)
     mine, theirs = trainer.config.to_dict(), normalized(meta.get("config", {}))
     mine.pop("epochs"), theirs.pop("epochs", None)
     if mine != theirs:

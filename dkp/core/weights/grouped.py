@@ -128,8 +128,10 @@ class GroupLowRank(GateMatrix):
     def _split(self, ids):
         """Per group: (which of the flat ids, their row in U_g)."""
         flat = np.ravel(ids)
-        group, pos = self.group_of[flat], self.inverse[flat] - self.starts[self.group_of[flat]]
-        return [(np.flatnonzero(group == g), pos[group == g]) for g in range(self.n_groups)]
+        group = self.group_of[flat]
+        pos = self.inverse[flat] - self.starts[group]
+        where = [np.flatnonzero(group == g) for g in range(self.n_groups)]
+        return [(w, pos[w]) for w in where]
 
     def rows(self, ids):
         ids = np.asarray(ids)
