@@ -68,6 +68,11 @@ def _report(args):
     if results:
         print(markdown(results), end="")
         return
+    from dkp.course import whole
+    found = whole.load(args.directory, quick=args.quick)
+    if found:
+        print(whole.markdown(found), end="")
+        return
     found = search.load(args.directory, quick=args.quick)
     if not found:
         raise ValueError(f"no experiment results (NAME{'-quick' if args.quick else ''}.json) in {args.directory!r}")

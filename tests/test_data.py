@@ -32,6 +32,17 @@ def test_directory_corpus_and_vocab_from_train_only(corpus_dir):
     assert len(corpus.train) == 12  # 6 + 4 words, 2 <eos>
 
 
+def test_a_corpus_is_read_once_per_process_and_shared_read_only(corpus_dir):
+    first = load_corpus(corpus_dir)
+    assert load_corpus(corpus_dir) is first                    # the same files: not read again
+    with pytest.raises(ValueError, match="read-only"):
+        first.train[0] = 0                                      # no caller can change another's data
+    train = corpus_dir / "ptb.train.txt"
+    train.write_text(train.read_text() + "the dog\n")           # an edited file is read again
+    second = load_corpus(corpus_dir)
+    assert second is not first and len(second.train) == len(first.train) + 3
+
+
 def test_empty_lines_count_as_eos():
     assert tokenize("a b\n\nc\n") == ["a", "b", "<eos>", "<eos>", "c", "<eos>"]
     assert tokenize("ab c\n", level="char") == ["a", "b", "_", "c", "<eos>"]

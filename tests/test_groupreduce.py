@@ -115,6 +115,22 @@ def test_group_reduce_meets_the_budget_and_beats_plain_svd_where_it_matters():
     assert gr.weighted_error(E, W, freq) < 0.8 * gr.weighted_error(E, svd, freq)
 
 
+def test_group_factors_are_balanced_like_a_plain_svd():
+    # rare words' rows unweighted must not leave U large and V small (SGD on such factors is badly
+    # scaled): each group's factors satisfy U^T U = V V^T, and the product is unchanged
+    E, freq = zipf_matrix(V=400, H=16, seed=3)
+    freq = freq ** 3 / np.sum(freq ** 3)                      # frequencies spanning many decades
+    W = gr.group_reduce(E, freq, compression=3, n_groups=4, refine=0)
+    for g in range(W.n_groups):
+        U, V = W.factors(g)
+        np.testing.assert_allclose(U.T @ U, V @ V.T, rtol=1e-8, atol=1e-10)
+        words = W.order[np.sum(W.sizes[:g]):np.sum(W.sizes[:g + 1])]
+        f = freq[words]
+        w = np.sqrt(f)[:, None]
+        best = gr.truncated_svd(w * E[words], W.ranks[g])
+        np.testing.assert_allclose(U @ V, best.to_dense() / w, rtol=1e-8, atol=1e-8)
+
+
 def test_refinement_moves_planted_words_home():
     # two groups whose rows live in two different 2-D subspaces; 5 words of each planted in the other
     rng = np.random.default_rng(7)
@@ -152,3 +168,18 @@ def test_group_reduce_rejects_bad_input():
         gr.group_reduce(E, freq, 4, n_groups=0)
     with pytest.raises(ValueError, match="E must be a 2-D floating matrix"):
         gr.group_reduce(E[0], freq, 4)
+
+
+def test_budget_state_compares_the_three_and_reports_bad_settings():
+    E, freq = zipf_matrix()
+    s = gr.budget_state(E, freq, n_groups=5, compression=4)
+    assert s.valid and len(s.ranks) == len(s.sizes) == len(s.mean_freq) == 5 and sum(s.sizes) == E.shape[0]
+    assert list(s.mean_freq) == sorted(s.mean_freq, reverse=True)           # frequent group first
+    assert all(n <= s.budget for n in s.n_params.values()) and s.dense == E.size
+    W = gr.group_reduce(E, freq, 4, n_groups=5, refine=0)
+    assert s.weighted_error["groupreduce"] == pytest.approx(gr.weighted_error(E, W, freq))
+    assert s.weighted_error["svd"] == pytest.approx(gr.weighted_error(E, gr.svd_at_budget(E, 4), freq))
+    too_many = gr.budget_state(E, freq, n_groups=200, compression=20)
+    assert not too_many.valid and "below rank 1" in too_many.error
+    assert "compression must be > 1" in gr.budget_state(E, freq, 5, 1.0).error
+    assert "must be numbers" in gr.budget_state(E, freq, "five", 4).error

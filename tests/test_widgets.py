@@ -341,3 +341,29 @@ def test_the_explorer_snapshots_the_model(doped_model, slice_ids):
     ex.cache.clear()
     ex.update()
     assert ex.state.ppl == before and ex.drawn is None
+
+
+# --- the GroupReduce explorer (notebook 09) --------------------------------------------------------
+def test_groupreduce_explorer_follows_its_controls_and_caches():
+    rng = np.random.default_rng(0)
+    freq = rng.permutation(1.0 / np.arange(1, 201))
+    freq /= freq.sum()
+    E, D = rng.standard_normal((200, 12)), rng.standard_normal((200, 12))
+    ex = widgets.GroupReduceExplorer({"embedding": E, "softmax": D}, freq, groups=4, compression=4.0)
+    assert ex.state.valid and len(ex.state.ranks) == 4
+    assert ex.drawn == ["embedding: 4 groups at 4x", "embedding: reconstruction error at 600 parameters"]
+    assert "GroupReduce's ranks" in ex.summary.value and "magnitude pruning" in ex.summary.value
+    ex.groups.value = 6
+    assert len(ex.state.ranks) == 6
+    ex.matrix.value = "softmax"
+    assert ex.drawn[0] == "softmax: 6 groups at 4x"
+    first = ex.state
+    ex.matrix.value = "embedding"
+    ex.matrix.value = "softmax"
+    assert ex.state is first                                     # cached
+    ex.compression.value = 30.0
+    ex.groups.value = 40                                         # rank 1 in 40 groups exceeds the budget
+    assert not ex.state.valid and "Not possible" in ex.summary.value and ex.drawn == []
+    plt.close("all")
+    with pytest.raises(ValueError, match="at least one"):
+        widgets.GroupReduceExplorer({}, freq)

@@ -21,6 +21,8 @@ Every function takes the matrix in any float dtype and computes in float64.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from dkp.compression.compress import truncated_svd
@@ -89,10 +91,19 @@ def group_ranks(sizes, mean_freq, width, budget, alpha=0.5):
 
 
 def _weighted_svd(rows, f, rank):
-    """(U, V): the best rank-`rank` approximation of `rows` (n_g, H) in the norm sum_w f_w ||.||^2."""
+    """(U, V): the best rank-`rank` approximation of `rows` (n_g, H) in the norm sum_w f_w ||.||^2,
+    its factors balanced (U^T U = V V^T) like an ordinary truncated SVD's.
+
+    Undoing the weighting alone, U = U_w / sqrt(f), would leave U about f ** -1/4 times too large
+    and V as much too small (a factor of 30 for words seen once in a million): the product is the
+    same, but SGD on such factors steps V a thousand times too far and U a thousand times too
+    little, and the gradient-norm clip, dominated by V, shrinks every other parameter's step."""
     w = np.sqrt(f)[:, None]
     best = truncated_svd(w * rows, rank)                        # of the weighted rows, then unweighted
-    return best.params["U"] / w, best.params["V"]
+    q, r = np.linalg.qr(best.params["U"] / w)                   # (n_g, rank), (rank, rank)
+    u, s, vt = np.linalg.svd(r @ best.params["V"], full_matrices=False)
+    root = np.sqrt(s)
+    return (q @ u) * root, vt * root[:, None]
 
 
 def _residuals(E, f, basis):
@@ -190,3 +201,48 @@ def vocab_from_dense(config, E, freq):
     if kind == "prune":
         return prune_at_budget(E, config.vocab_compression)
     raise ValueError(f"vocab_structure must be dense, groupreduce, svd or prune, got {kind!r}")
+
+
+# --- the three at one budget, as numbers (notebook 09's explorer) -------------------------------
+@dataclass(frozen=True)
+class BudgetState:
+    """GroupReduce, one SVD and magnitude pruning of one (V, H) matrix at one budget. When the
+    setting is impossible, `error` says why and the numbers are None."""
+    n_groups: int
+    compression: float
+    error: str | None = None
+    dense: int | None = None               # V * H: the matrix's parameters stored dense
+    budget: int | None = None              # parameters allowed: V * H // compression
+    ranks: tuple | None = None             # GroupReduce's rank per group, frequent group first
+    sizes: tuple | None = None             # words per group
+    mean_freq: tuple | None = None         # mean relative frequency per group
+    n_params: dict | None = None           # {"groupreduce", "svd", "prune"}: parameters kept
+    weighted_error: dict | None = None     # the same keys: frequency-weighted relative error
+
+    @property
+    def valid(self):
+        return self.error is None
+
+
+def budget_state(E, freq, n_groups, compression, refine=0):
+    """A BudgetState for the (V, H) matrix E and word frequencies `freq`; never raises on a bad
+    setting (too many groups for the budget, compression <= 1): it says what is wrong instead."""
+    E = _matrix(E)
+    try:
+        n_groups, compression = int(n_groups), float(compression)
+    except (TypeError, ValueError):
+        return BudgetState(0, 0.0, error=f"n_groups and compression must be numbers, got {n_groups!r} and "
+                                         f"{compression!r}")
+    try:
+        gr = group_reduce(E, freq, compression, n_groups=n_groups, refine=refine)
+        svd, prune = svd_at_budget(E, compression), prune_at_budget(E, compression)
+    except ValueError as e:
+        return BudgetState(n_groups, compression, error=str(e))
+    fr = np.asarray(freq, np.float64)
+    methods = {"groupreduce": gr, "svd": svd, "prune": prune}
+    return BudgetState(
+        n_groups, compression, dense=E.size, budget=budget_params(E.shape, compression), ranks=tuple(gr.ranks),
+        sizes=tuple(int(s) for s in gr.sizes),
+        mean_freq=tuple(float(fr[gr.order[a:b]].mean()) for a, b in zip(gr.starts[:-1], gr.starts[1:])),
+        n_params={k: int(m.n_params) for k, m in methods.items()},
+        weighted_error={k: weighted_error(E, m, fr) for k, m in methods.items()})

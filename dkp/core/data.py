@@ -6,6 +6,7 @@ default corpus needs no download. Any directory holding `ptb.train.txt`, `ptb.va
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -107,11 +108,31 @@ class Corpus:
 
 
 def load_corpus(source="ptb", level="word"):
-    """Read, tokenize and encode the three splits; the vocabulary comes from train alone."""
+    """Read, tokenize and encode the three splits; the vocabulary comes from train alone.
+
+    A process reads each corpus once: later calls with the same source and level (and, for a
+    directory, the same files unchanged) return the same Corpus, its id arrays read-only so that
+    no caller can change another's data. Tokenizing PTB takes seconds, and an experiment's worker
+    process trains many runs."""
+    if level not in ("word", "char"):
+        raise ValueError(f"level must be 'word' or 'char', got {level!r}")
+    if source in (None, "ptb"):
+        return _load_corpus("ptb", level, None)
+    directory = os.fspath(source)
+    stamps = tuple((os.stat(p).st_mtime_ns, os.stat(p).st_size) if os.path.isfile(p) else None
+                   for p in (os.path.join(directory, f"ptb.{s}.txt") for s in SPLITS))
+    return _load_corpus(os.path.abspath(directory), level, stamps)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_corpus(source, level, stamps):
+    # stamps: the files' (mtime, size), so that an edited corpus directory is read again
     texts = read_texts(source)
     tokens = {s: tokenize(texts[s], level, name=f"the {s} split") for s in SPLITS}
     vocab = Vocab(tokens["train"])
     ids = {s: vocab.encode(tokens[s], name=f"the {s} split") for s in SPLITS}
+    for a in ids.values():
+        a.flags.writeable = False
     return Corpus(vocab, ids["train"], ids["valid"], ids["test"], level)
 
 

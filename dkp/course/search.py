@@ -333,12 +333,18 @@ def verdict_text(h):
     return f"- **{h['id']}** {h['claim']}: **{word}**. " + "; ".join(parts)
 
 
-def markdown(results, course=None):
+def family_sections(results, families, table_of):
+    """Markdown lines: for each family present, its heading, command, commit, wall time and table."""
     lines = []
-    for family in FAMILIES:
+    for family in families:
         if family in results:
             r = results[family]
             lines += [f"### {family}", "", f"`{r.get('command')}` (commit {str(r.get('commit'))[:10]}, "
-                                          f"{r.get('wall_seconds', 0) / 60:.0f} min wall)", "", table(results, family), ""]
+                                          f"{r.get('wall_seconds', 0) / 60:.0f} min wall)", "", table_of(results, family), ""]
+    return lines
+
+
+def markdown(results, course=None):
+    lines = family_sections(results, FAMILIES, table)
     lines += ["### The verdicts", ""] + [verdict_text(h) for h in hypotheses(results, course)]
     return "\n".join(lines) + "\n"
