@@ -1,6 +1,6 @@
 """Training speed of dkp's NumPy LSTM language model on a Zaremba config, in words per second.
 
-    python benchmarks/train_speed.py --config small [--steps 60] [--torch]
+    python benchmarks/train_speed.py --config small [--steps 60] [--torch] [--reference]
     python benchmarks/train_speed.py --config medium --structure kp --compression 20 --doping 0.01
 
 Trains for a fixed number of steps (forward + BPTT + clipping + SGD update, batch 20, the config's
@@ -8,15 +8,18 @@ bptt) on the start of PTB's train split. With --torch, and PyTorch importable (i
 dependency of dkp), the same model in torch.nn.LSTM is timed in the same run and the ratio printed.
 With --structure, the compressed model is timed (a doped or pruned one at its final density, as it
 trains after its anneal) and the dense model of the same config beside it, and the ratio printed.
-The last line is `words/s: N` for dkp's model (the compressed one, with --structure).
+With --reference, the LSTM's reference path (dkp/core/lstm.py, which the fast path of
+dkp/core/lstm_fast.py replaces for dense and pruned matrices) is timed too. The last line is
+`words/s: N` for dkp's model (the compressed one, with --structure).
 """
 import argparse
 import os
 import time
 
 
-def dkp_speed(config, steps, warmup=3):
-    """Words/s of the real training loop (Trainer.train_epoch) over exactly `steps` windows."""
+def dkp_speed(config, steps, warmup=3, fast=True):
+    """Words/s of the real training loop (Trainer.train_epoch) over exactly `steps` windows; with
+    fast=False every LSTM layer takes the reference path of dkp/core/lstm.py."""
     from dkp.compression.anneal import Annealer
     from dkp.core.data import load_corpus
     from dkp.training.loop import Trainer
@@ -27,6 +30,8 @@ def dkp_speed(config, steps, warmup=3):
     annealer = trainer.find_hook(Annealer)
     if annealer is not None:   # time the model as it trains after its anneal: S (or W) sparse
         annealer(trainer, annealer.end)
+    for layer in trainer.model.layers:
+        layer.fast = fast
     _, wps, _, _ = trainer.train_epoch()
     return wps
 
@@ -74,6 +79,8 @@ def main():
     p.add_argument("--structure", default="dense", choices=["dense", "kp", "lmf", "hmd", "prune"],
                    help="time this compressed model, and dense beside it (default dense)")
     p.add_argument("--compression", type=float, default=20.0, help="with --structure (default 20)")
+    p.add_argument("--reference", action="store_true",
+                   help="also time the LSTM's reference path (no fast path), and print the ratio")
     p.add_argument("--doping", type=float, default=0.0, help="final density of S, with --structure kp|lmf|hmd")
     args = p.parse_args()
     if args.threads:  # must be set before NumPy loads OpenBLAS
@@ -88,6 +95,9 @@ def main():
         config = config.with_(structure=args.structure, compression=args.compression, doping=args.doping)
         print(f"{args.structure} at {args.compression:g}x" + (f", S at density {args.doping:g}" if args.doping else ""))
     wps = dkp_speed(config, args.steps)
+    if args.reference:
+        ref = dkp_speed(config, args.steps, fast=False)
+        print(f"reference path (dkp/core/lstm.py) words/s: {ref:.0f};  fast path / reference: {wps / ref:.2f}x")
     if args.structure != "dense":
         print(f"compressed / dense: {wps / dense_wps:.2f}x")
     if args.torch:

@@ -67,3 +67,36 @@ def test_bad_shapes_are_named(rng):
         LSTMLayer(Dense(np.zeros((4 * H, IN))), np.zeros(4 * H), IN, H)
     with pytest.raises(ValueError, match="b must have shape"):
         LSTMLayer(Dense(np.zeros((4 * H, IN + H))), np.zeros(H), IN, H)
+
+
+# --- the fast path (dkp.core.lstm_fast) against this reference, for every structure -------------
+from test_weights import MATRICES, M as WM, N as WN, make as make_matrix  # noqa: E402
+
+from dkp.core import lstm_fast  # noqa: E402
+
+FAST = ("dense", "pruned")       # the structures whose products are one dense array
+
+
+@pytest.mark.parametrize("name", ["dense", *MATRICES])
+def test_fast_path_equals_the_reference(name):
+    rng = np.random.default_rng(3)
+    Hh, n_in, Tt, Bb = WM // 4, WN - WM // 4, 6, 5            # 3 units, 7 inputs: awkward on purpose
+    W = Dense(rng.uniform(-0.5, 0.5, (WM, WN))) if name == "dense" else make_matrix(name)
+    layer = LSTMLayer(W, rng.uniform(-0.5, 0.5, WM), n_in, Hh)
+    x = rng.standard_normal((Tt, Bb, n_in))
+    state = (rng.standard_normal((Bb, Hh)), rng.standard_normal((Bb, Hh)))
+    dhs, dstate = rng.standard_normal((Tt, Bb, Hh)), (rng.standard_normal((Bb, Hh)), rng.standard_normal((Bb, Hh)))
+    out = {}
+    for fast in (True, False):
+        layer.fast = fast
+        W.begin_batch(np.random.default_rng(11))                # the same dropout masks on both paths
+        hs, final, cache = layer.forward(x, state)
+        dx, grads, dstate0 = layer.backward(dhs.copy(), cache, dstate=tuple(d.copy() for d in dstate))
+        out[fast] = (hs, final, dx, grads, dstate0, isinstance(cache, lstm_fast.WindowCache))
+    (hs, final, dx, grads, d0, took_fast), (hs_r, final_r, dx_r, grads_r, d0_r, _) = out[True], out[False]
+    assert took_fast == (name in FAST)
+    for a, b in [(hs, hs_r), *zip(final, final_r), (dx, dx_r), *zip(d0, d0_r)]:
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+    assert grads.keys() == grads_r.keys()
+    for k in grads:
+        np.testing.assert_allclose(grads[k], grads_r[k], rtol=0, atol=1e-10, err_msg=k)

@@ -155,6 +155,10 @@ class DenseProducts:
     """The products of a matrix held densely in params["W"], with BLAS: shared by `Dense` and by the
     pruned matrix (whose W has zeros off its mask)."""
 
+    def dense_products(self):
+        """The array whose products these are: the LSTM's fast path (dkp.core.lstm_fast) splits it."""
+        return self.params["W"]
+
     def _apply(self, x):
         return x @ self.params["W"].T
 
