@@ -110,3 +110,42 @@ def test_relative_loss_bars_mark_missing_values():
     ax = plot_relative_loss({"paper": {"kp": 1.4}})
     assert ax.get_legend() is None
     plt.close(ax.figure)
+
+
+def test_group_reduce_figures_are_labelled():
+    import numpy as np
+
+    from dkp.compression.groupreduce import budget_state
+    from dkp.course.figures.groupreduce import plot_budget, plot_zipf
+
+    counts = np.round(1e4 / np.arange(1, 301)).astype(int)
+    ax = plot_zipf(counts, fit=(-1.0, 4.0))
+    assert_readable(ax)
+    assert ax.get_xscale() == ax.get_yscale() == "log" and len(ax.lines) == 2
+    plt.close(ax.figure)
+    rng = np.random.default_rng(0)
+    freq = counts / counts.sum()
+    fig = plot_budget(budget_state(rng.standard_normal((300, 8)), freq, 5, 4.0), "embedding")
+    left, right = fig.axes[0], fig.axes[1]
+    assert_readable(right)
+    assert "5 groups at 4x" in left.get_title() and len(left.patches) == 5 and len(right.patches) == 3
+    plt.close(fig)
+
+
+def test_whole_model_figures_shift_students_to_their_switch():
+    from dkp.course.figures.whole import plot_from_switch, plot_size_accuracy
+
+    run = lambda v, switch=None: {"valid_ppl": v, **({"switch": {"valid_ppl_after": switch}} if switch else {})}  # noqa: E731
+    result = {"experiment": "whole-model", "arms": {
+        "doped-kp": {"config": {"dense_warmup": 0.0}, "runs": [run([300.0, 250.0])]},
+        "doped-kp-teacher": {"config": {"dense_warmup": 1.0}, "runs": [run([310.0, 240.0, 230.0], 311.0)]}}}
+    ax = plot_from_switch(result)
+    assert_readable(ax)
+    xs = {line.get_label(): list(line.get_xdata()) for line in ax.lines}
+    assert xs["doped-kp"] == [1, 2] and xs["doped-kp-teacher (student)"] == [0, 1, 2]
+    assert any(list(line.get_ydata()) == [311.0] for line in ax.lines)          # the cross after the switch
+    plt.close(ax.figure)
+    ax = plot_size_accuracy({"dense": (1.0, 120.0, 3.9), "gr": (11.0, 140.0, None)})
+    assert_readable(ax)
+    assert len(ax.collections) == 3            # two filled points, one hollow (int8)
+    plt.close(ax.figure)

@@ -19,11 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from dkp.core import lstm_fast
+from dkp.core.cell import gate_gradients, sigmoid
 from dkp.core.weights import stack_caches
-
-
-def sigmoid(z):
-    return 0.5 * (np.tanh(0.5 * z) + 1.0)  # stable for large |z|, one transcendental call
 
 
 class LSTMLayer:
@@ -91,11 +88,7 @@ class LSTMLayer:
             wcache, i, f, g, o, c_prev, tc = steps[t]
             dh = dhs[t] + dh_next
             dc = dc_next + dh * o * (1.0 - tc * tc)
-            dz = dz_all[t]                                   # (B, 4H) view, filled per block
-            dz[:, :H] = dc * g * i * (1.0 - i)               # input gate
-            dz[:, H:2 * H] = dc * c_prev * f * (1.0 - f)     # forget gate
-            dz[:, 2 * H:3 * H] = dc * i * (1.0 - g * g)      # candidate
-            dz[:, 3 * H:] = dh * tc * o * (1.0 - o)          # output gate
+            dz = gate_gradients(dz_all[t], dh, dc, i, f, g, o, c_prev, tc)   # (B, 4H) view, filled in place
             dxh = self.W.backward_input(dz, wcache)          # (B, in + H)
             dx[t] = dxh[:, :n_in]
             dh_next = dxh[:, n_in:]

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dkp.core.cell import gate_gradients
+
 
 def dense_array(W):
     """The (m, n) array whose products are W's, or None for a structured matrix (reference path)."""
@@ -97,11 +99,7 @@ def backward(layer, dhs, cache, dstate, Wd):
         tc = cache.tc[t]
         dh = dhs[t] + dh_next
         dc = dc_next + dh * o * (1.0 - tc * tc)
-        dz = dz_all[t]
-        dz[:, :H] = dc * g * i * (1.0 - i)
-        dz[:, H:2 * H] = dc * c_prev[t] * f * (1.0 - f)
-        dz[:, 2 * H:3 * H] = dc * i * (1.0 - g * g)
-        dz[:, 3 * H:] = dh * tc * o * (1.0 - o)
+        dz = gate_gradients(dz_all[t], dh, dc, i, f, g, o, c_prev[t], tc)
         dh_next = dz @ Wh                                     # (B, H): the only product in the loop
         dc_next = dc * f
     dz_flat = dz_all.reshape(T * B, 4 * H)

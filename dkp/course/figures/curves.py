@@ -75,17 +75,18 @@ def plot_arms(result, ax=None, key="final_valid_ppl", reference=None, title=None
     return ax
 
 
-def plot_arm_curves(result, ax=None, key="valid_ppl", title=None):
-    """Per-epoch validation perplexity of each arm: mean over seeds, shaded min-max band."""
+def plot_arm_curves(result, ax=None, key="valid_ppl", title=None, arms=None, shift=None, labels=None):
+    """Per-epoch validation perplexity of each arm (or of `arms`): mean over seeds, shaded min-max
+    band. shift: {arm: epochs} moved along x; labels: {arm: legend text}."""
     import numpy as np
     ax = new_axes(ax)
     for i, (arm, entry) in enumerate(result["arms"].items()):
         runs = entry.get("runs") or []
-        if not runs:
+        if not runs or (arms is not None and arm not in arms):
             continue
         curves = np.array([r[key] for r in runs])
-        x = np.arange(1, curves.shape[1] + 1)
-        ax.plot(x, curves.mean(0), marker="o", color=f"C{i}", label=arm)
+        x = np.arange(1, curves.shape[1] + 1) + (shift or {}).get(arm, 0.0)
+        ax.plot(x, curves.mean(0), marker="o", color=f"C{i}", label=(labels or {}).get(arm, arm))
         ax.fill_between(x, curves.min(0), curves.max(0), color=f"C{i}", alpha=0.15)
     ax.set_yscale("log")
     ax.set_xlabel("epoch (passes over the training tokens)")

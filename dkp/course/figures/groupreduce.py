@@ -44,6 +44,7 @@ def plot_budget(state, what="matrix"):
     twin.set_ylabel("mean relative frequency in the group", color="C3")
     names = list(state.weighted_error)
     right.bar([METHOD_LABELS[k] for k in names], [state.weighted_error[k] for k in names], color=["C0", "C1", "C2"])
+    right.set_xlabel("method, at the same parameter budget")
     right.set_ylabel("frequency-weighted relative error")
     right.set_title(f"{what}: reconstruction error at {state.budget:,} parameters", fontsize=10)
     return fig
