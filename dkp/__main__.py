@@ -21,7 +21,7 @@ def _train(args):
     changes = {k: getattr(args, k) for k in ("epochs", "train_tokens", "optimizer", "lr", "structure",
                                             "compression", "doping", "kp_rank", "anneal_start", "anneal_end",
                                             "cmr_p", "cmr_variant", "cmr_schedule", "cmr_threshold", "cmr_rescale",
-                                            "anneal_s", "dense_warmup", "vocab_structure", "vocab_compression",
+                                            "anneal_s", "dense_warmup", "lr_restart", "vocab_structure", "vocab_compression",
                                             "vocab_groups", "distill_kl", "distill_hidden")
                if getattr(args, k) is not None}
     config = config.with_(**changes)
@@ -138,6 +138,9 @@ def main(argv=None):
     g.add_argument("--dense-warmup", type=float, metavar="EPOCHS",
                    help="train dense this long (the teacher), then compress every matrix from it; doped: S "
                         "starts as the residual W - nearest structured matrix")
+    g.add_argument("--lr-restart", action="store_const", const=True,
+                   help="start the learning-rate schedule again at the switch (a whole number of epochs of "
+                        "--dense-warmup): the compressed model trains at the rates of one compressed from the start")
     g = p.add_argument_group("compression of the embedding and the softmax (from a dense warm-up)")
     g.add_argument("--vocab-structure", choices=["dense", "groupreduce", "svd", "prune"],
                    help="how both V x H matrices are compressed after --dense-warmup (default dense)")

@@ -176,7 +176,7 @@ def test_budget_state_compares_the_three_and_reports_bad_settings():
     assert s.valid and len(s.ranks) == len(s.sizes) == len(s.mean_freq) == 5 and sum(s.sizes) == E.shape[0]
     assert list(s.mean_freq) == sorted(s.mean_freq, reverse=True)           # frequent group first
     assert all(n <= s.budget for n in s.n_params.values()) and s.dense == E.size
-    W = gr.group_reduce(E, freq, 4, n_groups=5, refine=0)
+    W = gr.group_reduce(E, freq, 4, n_groups=5)                  # refine=1 in both
     assert s.weighted_error["groupreduce"] == pytest.approx(gr.weighted_error(E, W, freq))
     assert s.weighted_error["svd"] == pytest.approx(gr.weighted_error(E, gr.svd_at_budget(E, 4), freq))
     too_many = gr.budget_state(E, freq, n_groups=200, compression=20)

@@ -84,6 +84,8 @@ def test_the_whole_model_report_counts_every_part(ptb):
     (dict(vocab_structure="dense", dense_warmup=0.0, distill_kl=1.0), "distillation needs a teacher"),
     (dict(distill_hidden=-1.0), "distill_kl and distill_hidden must be >= 0"),
     (dict(structure="dense", vocab_structure="dense"), "dense_warmup needs something to compress"),
+    (dict(dense_warmup=0.5, lr_restart=True), "whole number of epochs of dense_warmup"),
+    (dict(dense_warmup=0.0, lr_restart=True, vocab_structure="dense", distill_kl=0.0), "whole number of epochs"),
 ])
 def test_teacher_settings_are_checked(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -97,9 +99,35 @@ def test_whole_model_arms_are_valid_and_comparable():
         for arm, config in configs.items():
             check_structure(config)
             check_structure(catalog.quick(config))
-            if config.dense_warmup:   # a student: as many steps after the switch as from scratch
-                assert config.epochs - config.dense_warmup == catalog.SCALES["course"]["base"].epochs, arm
-                assert config.decay_after - config.dense_warmup == catalog.SCALES["course"]["base"].decay_after, arm
+            base = catalog.SCALES["course"]["base"]
+            if config.dense_warmup:   # a student: the dense model in full, then as many steps at the same rates
+                assert config.dense_warmup == base.epochs and config.lr_restart, arm
+                assert config.epochs - config.dense_warmup == base.epochs, arm
+                assert config.decay_after == base.decay_after, arm
+                assert config.with_(epochs=base.epochs, dense_warmup=0.0, lr_restart=False, structure="dense",
+                                    compression=base.compression, doping=0.0, vocab_structure="dense",
+                                    vocab_compression=1.0, distill_kl=0.0, distill_hidden=0.0,
+                                    anneal_start=base.anneal_start, anneal_end=base.anneal_end,
+                                    optimizer=base.optimizer) == configs["dense"], arm   # its teacher phase: `dense`
         assert catalog.default_out(name) == catalog.WHOLE_OUT and catalog.group(name) == catalog.WHOLE
+        assert "dense" in configs and "teacher" not in configs
     whole = catalog.experiment_arms("whole-model")
-    assert whole["doped-kp-teacher"].anneal_start == whole["doped-kp"].anneal_start + catalog.TEACHER_EPOCHS
+    assert whole["doped-kp-teacher"].anneal_start == whole["doped-kp"].anneal_start + whole["dense"].epochs
+
+
+def test_the_learning_rates_start_again_at_the_switch(ptb):
+    config = CONFIG.with_(train_tokens=3_000, eval_tokens=500, epochs=3, dense_warmup=1.0, lr_decay=2.0,
+                          decay_after=1, lr=0.5, vocab_structure="dense", lr_restart=True)
+    assert train(config, corpus=ptb, progress=False)["lr"] == [0.5, 0.5, 0.25]    # restarted
+    plain = train(config.with_(lr_restart=False), corpus=ptb, progress=False)["lr"]
+    assert plain == [0.5, 0.25, 0.125]
+
+
+def test_a_student_is_its_teachers_run_until_the_switch(ptb):
+    # the whole-model experiment's claim: a student's dense phase is the dense arm's run, step for step
+    dense = CONFIG.with_(structure="dense", compression=1.0, dense_warmup=0.0, vocab_structure="dense",
+                         vocab_compression=1.0, epochs=1, train_tokens=4_000, eval_tokens=1_000)
+    student = dense.with_(structure="kp", compression=4, dense_warmup=1.0, lr_restart=True, epochs=2,
+                          vocab_structure="groupreduce", vocab_compression=6, distill_kl=1.0)
+    a, b = train(dense, corpus=ptb, progress=False), train(student, corpus=ptb, progress=False)
+    assert a["valid_ppl"][0] == b["valid_ppl"][0] and a["train_ppl"][0] == b["train_ppl"][0]

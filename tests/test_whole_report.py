@@ -51,14 +51,14 @@ def test_group_reduce_verdicts_follow_the_rule():
 
 
 def test_whole_model_verdicts_and_the_int8_rule():
-    arms = {"dense": three(120.0), "teacher": three(118.0), "doped-kp": three(130.0),
+    arms = {"dense": three(120.0), "doped-kp": three(130.0),
             "doped-kp-teacher": three(129.5), "doped-kp-teacher-ilkd": three(126.0),
             "groupreduce-12x-doped-kp": three(140.0, vocab_params=200, lstm_params=100),
             "groupreduce-12x-doped-kp-ilkd": three(139.0, vocab_params=200, lstm_params=100)}
     results = {"whole-model": family(arms), "groupreduce": family({"svd-6x": three(125.0)})}
     h = {x["id"]: x for x in whole.hypotheses(results)}
     assert h["W1"]["holds"] is True                     # 14100 / 600 = 23.5x
-    assert any("against teacher: +18.6%" in n for n in h["W1"]["notes"])
+    assert any("against dense (the teacher): +16.7%" in n for n in h["W1"]["notes"])
     assert h["W2"]["holds"] is True and h["W2b"]["holds"] is False and h["W3"]["holds"] is False
     assert h["Q1"]["holds"] is True                     # 0.1% everywhere
     results["whole-model"]["arms"]["dense"]["runs"][1]["quantized"]["final_valid_ppl"] = 120.0 * 1.02

@@ -224,7 +224,7 @@ class BudgetState:
         return self.error is None
 
 
-def budget_state(E, freq, n_groups, compression, refine=0):
+def budget_state(E, freq, n_groups, compression, refine=1):
     """A BudgetState for the (V, H) matrix E and word frequencies `freq`; never raises on a bad
     setting (too many groups for the budget, compression <= 1): it says what is wrong instead."""
     E = _matrix(E)

@@ -59,6 +59,9 @@ def check_structure(config):
         raise ValueError(f"cmr_threshold must be a density in (0, 1], got {config.cmr_threshold}")
     if config.dense_warmup < 0:
         raise ValueError(f"dense_warmup must be >= 0 epochs, got {config.dense_warmup}")
+    if config.lr_restart and (not config.dense_warmup or config.dense_warmup != int(config.dense_warmup)):
+        raise ValueError(f"lr_restart restarts the learning rates at the switch, which needs a whole number of "
+                         f"epochs of dense_warmup (> 0), got dense_warmup={config.dense_warmup}")
     if config.dense_warmup and config.structure == "prune":
         raise ValueError("dense_warmup does not apply to structure 'prune' (pruning starts dense anyway)")
     if config.vocab_structure not in VOCAB_STRUCTURES:

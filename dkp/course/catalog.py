@@ -32,10 +32,10 @@ too, and every compressed matrix taken from a trained dense model (the teacher),
 the Kronecker papers on transformers do:
 
     groupreduce    the embedding and softmax alone: GroupReduce vs one truncated SVD vs magnitude
-                   pruning at 6x, GroupReduce at 12x, each fine-tuned after the teacher's epoch; the
-                   teacher trained on for as long
-    whole-model    dense; LSTM-only doped KP from scratch and from the teacher (with and without
-                   distillation); GroupReduce; GroupReduce with doped KP (whole model > 10x)
+                   pruning at 6x, GroupReduce at 12x, each compressed from the trained dense model
+                   (the teacher, the `dense` arm) and trained on for the course's epochs
+    whole-model    dense (the teacher); LSTM-only doped KP from scratch and from the teacher (with and
+                   without distillation); GroupReduce; GroupReduce with doped KP (whole model > 10x)
 
 Their runs also record the trained model stored in 8 bits (dkp.compression.quantize): bytes and
 perplexity.
@@ -203,11 +203,10 @@ def search_arms(name, scale="course"):
 
 
 # The whole model (data/results/whole-model/): the embedding and softmax compressed too, and
-# compression from a trained dense model (the teacher) with and without distillation. A student
-# trains for the course's epochs after TEACHER_EPOCHS of dense training, with the course's learning
-# rates counted from the switch and its anneal window shifted with it, so that it gets as many
-# training steps, at the same rates, as the arm trained from scratch it is compared with.
-TEACHER_EPOCHS = 1
+# compression from a trained dense model (the teacher) with and without distillation. A student is
+# the scale's dense model trained in full (the `dense` arm's run, step for step), then compressed; it trains on for the course's epochs with the learning-rate schedule started
+# again at the switch (lr_restart) and its anneal window shifted with it, so that it gets as many
+# steps, at the same rates, as the arm trained compressed from scratch it is compared with.
 VOCAB_COMPRESSION = (6.0, 12.0)         # GroupReduce's 6.6x, and one that brings the model past 10x
 DISTILL = dict(distill_kl=1.0, distill_hidden=1.0)
 
@@ -216,26 +215,25 @@ def whole_arms(name, scale="course"):
     """{arm name: config} of the whole-model family `name`: "groupreduce" (the embedding and softmax
     alone, GroupReduce against one SVD and magnitude pruning at the same budget) or "whole-model"
     (LSTM-only doped KP, GroupReduce, both, from scratch or from the teacher, with and without
-    distillation)."""
+    distillation). `dense` is the teacher: the course's dense model."""
     course = arms("kp-loss", scale)["dense"]
     doped = arms("doping", scale)["doped-kp"]
-    W = TEACHER_EPOCHS
+    W = course.epochs                   # the teacher: the dense model trained in full
 
     def student(config, **changes):
-        return config.with_(epochs=config.epochs + W, decay_after=config.decay_after + W, dense_warmup=float(W),
+        return config.with_(epochs=config.epochs + W, dense_warmup=float(W), lr_restart=True,
                             anneal_start=config.anneal_start + W, anneal_end=config.anneal_end + W, **changes)
 
-    teacher = course.with_(epochs=course.epochs + W, decay_after=course.decay_after + W)
     lo, hi = VOCAB_COMPRESSION
 
     def vocab(kind, c):
         return dict(vocab_structure=kind, vocab_compression=c)
 
     families = {
-        "groupreduce": {"teacher": teacher,
+        "groupreduce": {"dense": course,
                         **{f"{kind}-{lo:g}x": student(course, **vocab(kind, lo)) for kind in ("groupreduce", "svd", "prune")},
                         f"groupreduce-{hi:g}x": student(course, **vocab("groupreduce", hi))},
-        "whole-model": {"dense": course, "teacher": teacher, "doped-kp": doped,
+        "whole-model": {"dense": course, "doped-kp": doped,
                         "doped-kp-teacher": student(doped),
                         "doped-kp-teacher-ilkd": student(doped, **DISTILL),
                         f"groupreduce-{hi:g}x": student(course, **vocab("groupreduce", hi)),

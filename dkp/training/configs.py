@@ -44,6 +44,10 @@ class Config:
     # S = W - structured (dense) when doped, the embedding and softmax become `vocab_structure`;
     # training goes on from there. 0: the model is compressed from its first step (S starts at 0).
     dense_warmup: float = 0.0
+    # lr_restart True: the learning-rate schedule starts again at the switch (a whole number of
+    # epochs of dense warm-up), so the compressed model trains at the rates a model compressed from
+    # the start would, while the warm-up trains at the dense model's own rates.
+    lr_restart: bool = False
     # The embedding and the softmax matrix (both V x H), compressed `vocab_compression` times from
     # the dense warm-up's matrices: "dense" (kept), "groupreduce" (frequency-grouped low rank in
     # `vocab_groups` groups), "svd" (one truncated SVD) or "prune" (magnitude pruning, mask fixed).

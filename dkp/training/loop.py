@@ -71,7 +71,8 @@ class Trainer:
     # --- one epoch ---------------------------------------------------------------------------
     def train_epoch(self):
         cfg, model = self.config, self.model
-        lr = zaremba_lr(self.epoch, cfg.lr, cfg.lr_decay, cfg.decay_after)
+        restart = int(cfg.dense_warmup) if cfg.lr_restart and self.epoch >= cfg.dense_warmup else 0
+        lr = zaremba_lr(self.epoch - restart, cfg.lr, cfg.lr_decay, cfg.decay_after)
         self.optimizer.lr = lr
         stream = batchify(self.train_ids, cfg.batch)
         state = model.zero_state(cfg.batch)

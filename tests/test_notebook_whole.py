@@ -1,0 +1,51 @@
+"""The numbers notebooks 09 and 10 state in their prose and assert, recomputed here: where the
+parameters of Zaremba's models are, Zipf's law on PTB, and GroupReduce's weighted error on a
+trained model against one SVD and pruning at the same budget."""
+import numpy as np
+import pytest
+
+from dkp.compression import groupreduce as gr
+from dkp.training.configs import get_config
+from dkp.training.evaluate import model_report
+from dkp.training.loop import Trainer, build_model
+
+
+def vocab_share(config, V):
+    report = model_report(build_model(config, V, seed=0))
+    parts = {p["part"]: p["n_params"] for p in report["parts"]}
+    return (parts["embed"] + parts["dec"]) / report["n_params"]
+
+
+def test_the_vocabulary_matrices_hold_most_parameters(ptb):
+    V = len(ptb.vocab)
+    small, medium = vocab_share(get_config("small"), V), vocab_share(get_config("medium"), V)
+    assert round(100 * small) == 86 and round(100 * medium) == 66
+    # 20x on the LSTM alone: the whole small model shrinks about 1.15x
+    assert round(1 / (small + (1 - small) / 20), 2) == 1.15
+
+
+def test_zipf_law_on_ptb(ptb):
+    counts = np.sort(np.bincount(ptb.train, minlength=len(ptb.vocab)))[::-1]
+    rank = np.arange(1, len(counts) + 1)
+    slope = np.polyfit(np.log10(rank[9:5000]), np.log10(counts[9:5000]), 1)[0]
+    assert -1.3 < slope < -0.8
+    covered = np.cumsum(counts) / counts.sum()
+    assert 0.75 < covered[999] < 0.85                           # "about four fifths of the text"
+    assert 1 - covered[len(counts) // 2 - 1] < 0.06
+
+
+@pytest.fixture(scope="module")
+def trained():
+    config = get_config("tiny").with_(hidden=16, train_tokens=30_000, eval_tokens=2_000, epochs=1)
+    trainer = Trainer(config, seed=0, progress=False)
+    trainer.run()
+    return trainer
+
+
+def test_group_reduce_has_the_lowest_weighted_error_on_a_trained_model(trained):
+    freq = gr.word_frequencies(trained.train_ids, trained.model.vocab_size)
+    for M in (trained.model.embedding.to_dense(), trained.model.decoder.to_dense()):
+        err = {k: gr.weighted_error(M, make(M), freq) for k, make in
+               {"groupreduce": lambda M: gr.group_reduce(M, freq, 6.0, n_groups=10),
+                "svd": lambda M: gr.svd_at_budget(M, 6.0), "prune": lambda M: gr.prune_at_budget(M, 6.0)}.items()}
+        assert err["groupreduce"] < min(err["svd"], err["prune"]), err
