@@ -134,25 +134,28 @@ def test_cmr_fixes_only_when_it_lowers_the_rise_without_raising_the_final_perple
     base = [run(s, 200 + s, 190, 240 + s) for s in range(3)]
     good = [run(s, 200 + s, 190, 200 + s) for s in range(3)]           # rise gone, final the same
     costly = [run(s, 260 + s, 190, 200 + s) for s in range(3)]         # rise gone, final much worse
-    res = {"cmr-schedule": family({"late-short": base, "good": good, "costly": costly})}
+    cmr = {"good": {"cmr_p": 0.3}, "costly": {"cmr_p": 0.3}}
+    res = {"cmr-schedule": family({"late-short": base, "good": good, "costly": costly, "no-cmr": good}, cmr)}
     fix = search.fixes(res, "cmr-schedule", "late-short", "H4")
     assert fix["holds"] is True
+    # only the arms with co-matrix dropout are candidates ("no-cmr" lowers the rise too, without CMR)
     assert {c["check"]: c["holds"] for c in fix["checks"]} == {"good": True, "costly": False}
-    res = {"cmr-schedule": family({"late-short": base, "costly": costly})}
+    res = {"cmr-schedule": family({"late-short": base, "costly": costly}, cmr)}
     assert search.fixes(res, "cmr-schedule", "late-short", "H4")["holds"] is False
 
 
 def test_a_cmr_arm_that_did_not_train_is_decided_against_not_left_undecided():
     base = [run(s, 200, 190, 230 + s) for s in range(3)]
     broken = [run(0, 200, 190, 200), run(1, 900, 190, 900), run(2, 0, 0, 0, diverged=True)]
-    res = {"cmr-schedule": family({"late-short": base, "output-p0.3-norescale": broken})}
+    cmr = {"output-p0.3-norescale": {"cmr_p": 0.3, "cmr_rescale": False}}
+    res = {"cmr-schedule": family({"late-short": base, "output-p0.3-norescale": broken}, cmr)}
     assert search.untrained(res, "cmr-schedule", "output-p0.3-norescale")["untrained"] == "trained in 1 of 3 seeds"
     assert search.untrained(res, "cmr-schedule", "late-short") is None
     h = by_id(search.hypotheses(res))
     assert h["H4"]["holds"] is False and h["H4a:M1"]["holds"] is False
     assert "trained in 1 of 3 seeds -> no" in search.verdict_text(h["H4"])
     # two seeds run, one failed: the third may still train, so still undecided
-    res = {"cmr-schedule": family({"late-short": base, "output-p0.3-norescale": broken[1:]})}
+    res = {"cmr-schedule": family({"late-short": base, "output-p0.3-norescale": broken[1:]}, cmr)}
     assert by_id(search.hypotheses(res))["H4"]["holds"] is None
 
 

@@ -204,9 +204,10 @@ def _positive(values_):
 
 
 def fixes(results, family, baseline, hid):
-    """'CMR fixes co-matrix adaptation': some CMR arm lowers M1 or M6 beyond the spread, and its M3
-    is not above the baseline's beyond the spread."""
-    arms_ = [a for a in results.get(family, {}).get("arms", {}) if a != baseline]
+    """'CMR fixes co-matrix adaptation': some CMR arm (co-matrix dropout on: cmr_p > 0) lowers M1 or
+    M6 beyond the spread, and its M3 is not above the baseline's beyond the spread."""
+    arms_ = [a for a, e in results.get(family, {}).get("arms", {}).items()
+             if a != baseline and e["config"].get("cmr_p", 0) > 0]
     base = values(results, family, baseline)
     checks = []
     for a in arms_:
