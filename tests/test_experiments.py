@@ -18,7 +18,11 @@ from dkp.course.figures import cma as cma_figures
 from dkp.course.figures import curves
 
 SEEDS = 2
-SEEDS_OF = {name: 1 if name == "recipes" else SEEDS for name in catalog.EXPERIMENTS}   # the search runs one seed
+# the recipe search (16 arms, half of them unique to it) is left out of the quick runs: its arms are
+# the other experiments' under two optimizers, checked by construction below; the notebooks do not
+# run it
+QUICK = [name for name in catalog.EXPERIMENTS if name != "recipes"]
+SEEDS_OF = {name: SEEDS for name in QUICK}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +31,7 @@ def results():
     out = Path(ex.quick_results_dir())
     return out, {name: ex.run_experiment(name, seeds=SEEDS_OF[name], quick_mode=True, out=str(out), jobs=2,
                                          progress=False)
-                 for name in catalog.EXPERIMENTS}
+                 for name in QUICK}
 
 
 def test_arms_differ_only_in_what_they_test():

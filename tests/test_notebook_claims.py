@@ -65,6 +65,8 @@ def test_fresh_model_loss_is_near_log_vocab(ptb):
     """01: a freshly initialised tiny model is nearly uniform over the vocabulary; its cache."""
     x, y = ptb_window(ptb)
     model = LanguageModel(len(ptb.vocab), 64, 1, seed=0)
+    for layer in model.layers:
+        layer.fast = False                                    # 01 shows the reference path's cache
     _, loss, _, cache = model.forward(x, model.zero_state(20), y)
     assert abs(loss - np.log(len(ptb.vocab))) < 0.05
     assert len(cache["steps"][0]) == 20 and cache["probs"].shape == (20 * 20, len(ptb.vocab))

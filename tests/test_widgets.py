@@ -349,7 +349,9 @@ def test_groupreduce_explorer_follows_its_controls_and_caches():
     freq = rng.permutation(1.0 / np.arange(1, 201))
     freq /= freq.sum()
     E, D = rng.standard_normal((200, 12)), rng.standard_normal((200, 12))
-    ex = widgets.GroupReduceExplorer({"embedding": E, "softmax": D}, freq, groups=4, compression=4.0)
+    from dkp.course.groupreduce_explorer import GroupReduceExplorer
+
+    ex = GroupReduceExplorer({"embedding": E, "softmax": D}, freq, groups=4, compression=4.0)
     assert ex.state.valid and len(ex.state.ranks) == 4
     assert ex.drawn == ["embedding: 4 groups at 4x", "embedding: reconstruction error at 600 parameters"]
     assert "GroupReduce's ranks" in ex.summary.value and "magnitude pruning" in ex.summary.value
@@ -366,4 +368,4 @@ def test_groupreduce_explorer_follows_its_controls_and_caches():
     assert not ex.state.valid and "Not possible" in ex.summary.value and ex.drawn == []
     plt.close("all")
     with pytest.raises(ValueError, match="at least one"):
-        widgets.GroupReduceExplorer({}, freq)
+        GroupReduceExplorer({}, freq)

@@ -17,7 +17,7 @@ from dkp.compression.quantize import quantize_model, quantized_bytes
 from dkp.compression.teacher import DenseWarmup
 from dkp.core import io
 from dkp.core.data import load_corpus
-from dkp.course.catalog import SCALES, SEARCH, WHOLE, default_out, experiment_arms, group, lstm_size, quick
+from dkp.course.catalog import QUICK_WHOLE_TOKENS, SCALES, SEARCH, WHOLE, default_out, experiment_arms, group, lstm_size, quick
 from dkp.course.diagnostics import (CMATracker, LossTrace, PerplexityProbe, SwitchProbe, cma_point, perplexity,
                                     perplexity_s_pruned)
 from dkp.course.report import mean_sd
@@ -158,6 +158,8 @@ def run_experiment(name, seeds=3, quick_mode=False, scale="course", out=None, jo
         configs = {k: v for k, v in configs.items() if k in only}
     if quick_mode:
         configs = {k: quick(v) for k, v in configs.items()}
+        if name in WHOLE:
+            configs = {k: v.with_(train_tokens=QUICK_WHOLE_TOKENS) for k, v in configs.items()}
     reference_hidden = quick(SCALES[scale]["base"]).hidden if quick_mode else SCALES[scale]["base"].hidden
     path = os.path.join(out, f"{name}{'-quick' if quick_mode else ''}.json")
     result = _load_previous(path, name, scale, quick_mode)

@@ -21,8 +21,9 @@ Explorers (add new ones as a new section with the same layout):
     CMAExplorer         notebook 05: a trained doped model with S pruned further (on a copy) or switched
                         off: perplexity of a validation slice, norms, sparse share and cosine of the
                         two branches (A kron B) x and S x
-    GroupReduceExplorer notebook 09: groups and compression of a trained embedding or softmax matrix:
-                        GroupReduce's ranks, and its weighted error against one SVD and pruning
+    GroupReduceExplorer notebook 09 (in dkp.course.groupreduce_explorer, on the same base class):
+                        groups and compression of a trained embedding or softmax matrix: GroupReduce's
+                        ranks, and its weighted error against one SVD and pruning
 """
 from __future__ import annotations
 
@@ -369,72 +370,3 @@ class CMAExplorer(Explorer):
     def figure(self):
         off = self.cache.get((self.trained, False))
         return plot_cma_explorer(self.visited(), self.state, self.reference, off.ppl if off else None, self.trained)
-
-
-# ============================================================================================
-# GroupReduce explorer (notebook 09)
-# ============================================================================================
-
-
-def budget_state_html(s, what="matrix"):
-    """The explorer's text for a `dkp.compression.groupreduce.BudgetState`."""
-    from dkp.course.figures.groupreduce import METHOD_LABELS
-
-    if not s.valid:
-        return f"<p style='color:#b00'><b>Not possible.</b> {s.error}</p>"
-    rows = "".join(f"<tr><td style='text-align:left'>{METHOD_LABELS[k]}</td><td>{s.n_params[k]:,}</td>"
-                   f"<td>{s.dense / s.n_params[k]:.2f}x</td><td>{s.weighted_error[k]:.4f}</td></tr>"
-                   for k in s.weighted_error)
-    head = ("<tr><th style='text-align:left'>method</th><th>parameters kept</th><th>compression</th>"
-            "<th>weighted relative error</th></tr>")
-    ranks = ", ".join(str(r) for r in s.ranks)
-    return (f"<p>{what}: budget {s.budget:,} parameters ({s.compression:g}x). GroupReduce's ranks, most "
-            f"frequent group first: <b>{ranks}</b> (groups of {min(s.sizes):,} to {max(s.sizes):,} words).</p>"
-            f"<table>{head}{rows}</table>")
-
-
-class GroupReduceExplorer(Explorer):
-    """Turn the number of groups and the compression of a trained embedding or softmax matrix into
-    GroupReduce's ranks and the frequency-weighted reconstruction error of GroupReduce, one SVD and
-    magnitude pruning at the same budget.
-
-    Controls: groups (a slider), compression (a slider) and matrix (a dropdown over the matrices
-    given, e.g. {"embedding": E, "softmax": D}). States are cached: revisiting a setting is free."""
-
-    def __init__(self, matrices, freq, groups=10, compression=6.0, max_groups=40, draw=True):
-        import ipywidgets as w
-
-        super().__init__(draw)
-        if not matrices:
-            raise ValueError("matrices must name at least one (V, H) matrix, e.g. {'embedding': E}")
-        self.matrices = {k: np.asarray(v) for k, v in matrices.items()}
-        self.freq = np.asarray(freq, np.float64)
-        self.cache = {}
-        style = {"description_width": "8em"}
-        self.matrix = w.Dropdown(options=list(self.matrices), description="matrix", style=style)
-        self.groups = w.IntSlider(value=groups, min=1, max=max_groups, description="groups",
-                                  continuous_update=False, style=style, layout=w.Layout(width="30em"))
-        self.compression = w.FloatSlider(value=compression, min=1.5, max=30.0, step=0.5, description="compression",
-                                         continuous_update=False, style=style, layout=w.Layout(width="30em"),
-                                         readout_format=".1f")
-        self.summary = w.HTML()
-        self.plot = w.Output()
-        self.widget = w.VBox([self.matrix, self.groups, self.compression, self.summary, self.plot])
-        self._connect(self.matrix, self.groups, self.compression)
-        self.update()
-
-    def compute_state(self):
-        from dkp.compression.groupreduce import budget_state
-
-        key = (self.matrix.value, int(self.groups.value), float(self.compression.value))
-        if key not in self.cache:
-            self.cache[key] = budget_state(self.matrices[key[0]], self.freq, key[1], key[2])
-        return self.cache[key]
-
-    def summary_html(self):
-        return budget_state_html(self.state, self.matrix.value)
-
-    def figure(self):
-        from dkp.course.figures.groupreduce import plot_budget
-
-        return plot_budget(self.state, self.matrix.value)
