@@ -53,6 +53,24 @@ def test_committed_search_results_are_this_codes_arms(name):
         assert set(seeds) <= {0, 1, 2} and [r["seed"] for r in entry.get("runs", [])] == seeds, arm
 
 
+@pytest.mark.parametrize("name", catalog.WHOLE)
+def test_committed_whole_model_results_are_this_codes_arms(name):
+    """data/results/whole-model/NAME.json (when run, complete or growing) holds arms of NAME with the
+    configs this code gives them, seeds among 0, 1, 2, and the command and commit that made it."""
+    path = RESULTS / "whole-model" / f"{name}.json"
+    if not path.exists():
+        pytest.skip(f"{name} has not been run yet (data/results/whole-model/PLAN.md)")
+    result = io.load_json(path)
+    assert result["experiment"] == name and result["scale"] == "course" and not result["quick"]
+    assert result["command"].startswith(f"python -m dkp experiment {name} ") and len(result["commit"]) == 40
+    assert "--out" not in result["command"] or "--out data/results/whole-model" in result["command"]
+    configs = catalog.whole_arms(name)
+    for arm, entry in result["arms"].items():
+        assert normalized(entry["config"]) == configs[arm].to_dict(), arm
+        seeds = entry.get("seeds", [])
+        assert set(seeds) <= {0, 1, 2} and [r["seed"] for r in entry.get("runs", [])] == seeds, arm
+
+
 def test_the_inference_record_is_complete():
     record = sp.load_results(RESULTS / "inference.json")
     assert record["command"] == "python benchmarks/inference.py --json data/results/inference.json"
