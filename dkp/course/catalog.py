@@ -207,9 +207,10 @@ def search_arms(name, scale="course"):
 
 # The whole model (data/results/whole-model/): the embedding and softmax compressed too, and
 # compression from a trained dense model (the teacher) with and without distillation. A student is
-# the scale's dense model trained in full (the `dense` arm's run, step for step), then compressed; it trains on for the course's epochs with the learning-rate schedule started
-# again at the switch (lr_restart) and its anneal window shifted with it, so that it gets as many
-# steps, at the same rates, as the arm trained compressed from scratch it is compared with.
+# the scale's dense model trained in full (the `dense` arm's run, step for step), then compressed;
+# it trains on for the scale's epochs with the learning-rate schedule started again at the switch
+# (lr_restart) and its anneal window shifted with it, so that it gets as many steps, at the same
+# rates, as the arm trained compressed from scratch it is compared with.
 VOCAB_COMPRESSION = (6.0, 12.0)         # GroupReduce's 6.6x, and one that brings the model past 10x
 DISTILL = dict(distill_kl=1.0, distill_hidden=1.0)
 

@@ -17,7 +17,8 @@ from dkp.compression.quantize import quantize_model, quantized_bytes
 from dkp.compression.teacher import DenseWarmup
 from dkp.core import io
 from dkp.core.data import load_corpus
-from dkp.course.catalog import QUICK_WHOLE_TOKENS, SCALES, SEARCH, WHOLE, default_out, experiment_arms, group, lstm_size, quick
+from dkp.course.catalog import (QUICK_WHOLE_TOKENS, SCALES, SEARCH, WHOLE, default_out, experiment_arms, group,
+                                lstm_size, quick)
 from dkp.course.diagnostics import (CMATracker, LossTrace, PerplexityProbe, SwitchProbe, cma_point, perplexity,
                                     perplexity_s_pruned)
 from dkp.course.report import mean_sd
