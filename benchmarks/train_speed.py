@@ -1,6 +1,6 @@
 """Training speed of dkp's NumPy LSTM language model on a Zaremba config, in words per second.
 
-    python benchmarks/train_speed.py --config small [--steps 60] [--torch] [--reference]
+    python benchmarks/train_speed.py --config small [--steps 60] [--torch] [--reference] [--phases]
     python benchmarks/train_speed.py --config medium --structure kp --compression 20 --doping 0.01
 
 Trains for a fixed number of steps (forward + BPTT + clipping + SGD update, batch 20, the config's
@@ -17,9 +17,44 @@ import os
 import time
 
 
-def dkp_speed(config, steps, warmup=3, fast=True):
+class PhaseTimer:
+    """Wall time spent inside chosen methods of live objects (wrapped on the instance, so the
+    training loop itself is unchanged): {phase: seconds}."""
+
+    def __init__(self):
+        self.seconds = {}
+
+    def wrap(self, obj, method, phase):
+        inner = getattr(obj, method)
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - t
+        setattr(obj, method, timed)
+
+
+def time_phases(trainer):
+    """Wrap the trainer's LSTM layers, decoder and optimizer so that one epoch records the time of
+    each: "lstm" (every layer's forward and backward), "decoder" (the softmax layer's products,
+    forward and backward), "update" (the optimizer step). The rest of a step is the softmax itself,
+    the embedding, dropout and the clip."""
+    timer = PhaseTimer()
+    for layer in trainer.model.layers:
+        timer.wrap(layer, "forward", "lstm")
+        timer.wrap(layer, "backward", "lstm")
+    timer.wrap(trainer.model.decoder, "forward", "decoder")
+    timer.wrap(trainer.model.decoder, "backward", "decoder")
+    timer.wrap(trainer.optimizer, "step", "update")
+    return timer
+
+
+def dkp_speed(config, steps, warmup=3, fast=True, phases=None):
     """Words/s of the real training loop (Trainer.train_epoch) over exactly `steps` windows; with
-    fast=False every LSTM layer takes the reference path of dkp/core/lstm.py."""
+    fast=False every LSTM layer takes the reference path of dkp/core/lstm.py. `phases` (a dict)
+    receives the share of the epoch's time in each phase of `time_phases`."""
     from dkp.compression.anneal import Annealer
     from dkp.core.data import load_corpus
     from dkp.training.loop import Trainer
@@ -32,7 +67,13 @@ def dkp_speed(config, steps, warmup=3, fast=True):
         annealer(trainer, annealer.end)
     for layer in trainer.model.layers:
         layer.fast = fast
+    timer = time_phases(trainer) if phases is not None else None
+    t = time.perf_counter()
     _, wps, _, _ = trainer.train_epoch()
+    if timer is not None:
+        total = time.perf_counter() - t
+        phases.update({k: v / total for k, v in timer.seconds.items()})
+        phases["rest (softmax, embedding, dropout, clip)"] = 1.0 - sum(timer.seconds.values()) / total
     return wps
 
 
@@ -79,6 +120,9 @@ def main():
     p.add_argument("--structure", default="dense", choices=["dense", "kp", "lmf", "hmd", "prune"],
                    help="time this compressed model, and dense beside it (default dense)")
     p.add_argument("--compression", type=float, default=20.0, help="with --structure (default 20)")
+    p.add_argument("--phases", action="store_true",
+                   help="also print the share of a training epoch in the LSTM, the decoder's products, the update "
+                        "and the rest (the softmax itself, the embedding, dropout, the clip)")
     p.add_argument("--reference", action="store_true",
                    help="also time the LSTM's reference path (no fast path), and print the ratio")
     p.add_argument("--doping", type=float, default=0.0, help="final density of S, with --structure kp|lmf|hmd")
@@ -94,6 +138,10 @@ def main():
         print(f"dense words/s: {dense_wps:.0f}")
         config = config.with_(structure=args.structure, compression=args.compression, doping=args.doping)
         print(f"{args.structure} at {args.compression:g}x" + (f", S at density {args.doping:g}" if args.doping else ""))
+    if args.phases:   # a separate epoch, so that the wrapping costs the timed one nothing
+        shares = {}
+        dkp_speed(config, args.steps, phases=shares)
+        print("share of a training epoch: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
     wps = dkp_speed(config, args.steps)
     if args.reference:
         ref = dkp_speed(config, args.steps, fast=False)
