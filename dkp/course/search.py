@@ -340,8 +340,10 @@ def family_sections(results, families, table_of):
     for family in families:
         if family in results:
             r = results[family]
-            lines += [f"### {family}", "", f"`{r.get('command')}` (commit {str(r.get('commit'))[:10]}, "
-                                          f"{r.get('wall_seconds', 0) / 60:.0f} min wall)", "", table_of(results, family), ""]
+            wall = (f"{r['wall_seconds'] / 60:.0f} min wall" if "wall_seconds" in r
+                    else "no wall time yet: still running, or interrupted")
+            lines += [f"### {family}", "", f"`{r.get('command')}` (commit {str(r.get('commit'))[:10]}, {wall})", "",
+                      table_of(results, family), ""]
     return lines
 
 
