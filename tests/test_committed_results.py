@@ -35,6 +35,17 @@ def test_committed_results_are_this_codes_arms(name):
         assert result["arms"][arm]["seeds"] == list(range(1 if name == "recipes" else 3)), arm
 
 
+def assert_family_file(result, name, configs):
+    """A course-scale results file of experiment `name`, complete or growing: its command and commit,
+    and arms with the configs this code gives them (`configs`), seeds among 0, 1, 2."""
+    assert result["experiment"] == name and result["scale"] == "course" and not result["quick"]
+    assert result["command"].startswith(f"python -m dkp experiment {name} ") and len(result["commit"]) == 40
+    for arm, entry in result["arms"].items():
+        assert normalized(entry["config"]) == configs[arm].to_dict(), arm
+        seeds = entry.get("seeds", [])                                  # an arm not run yet has none
+        assert set(seeds) <= {0, 1, 2} and [r["seed"] for r in entry.get("runs", [])] == seeds, arm
+
+
 @pytest.mark.parametrize("name", catalog.SEARCH)
 def test_committed_search_results_are_this_codes_arms(name):
     """data/results/cma-search/NAME.json (when run) holds arms of the search family NAME with the
@@ -43,14 +54,8 @@ def test_committed_search_results_are_this_codes_arms(name):
     if not path.exists():
         pytest.skip(f"{name} has not been run yet (data/results/cma-search/PLAN.md gives the order)")
     result = io.load_json(path)
-    assert result["experiment"] == name and result["scale"] == "course" and not result["quick"]
-    assert result["command"].startswith(f"python -m dkp experiment {name} ") and len(result["commit"]) == 40
     assert "--out data/results/cma-search" in result["command"]       # a path a reader can run it with
-    configs = catalog.search_arms(name)
-    for arm, entry in result["arms"].items():
-        assert normalized(entry["config"]) == configs[arm].to_dict(), arm
-        seeds = entry.get("seeds", [])                                  # an arm not run yet has none
-        assert set(seeds) <= {0, 1, 2} and [r["seed"] for r in entry.get("runs", [])] == seeds, arm
+    assert_family_file(result, name, catalog.search_arms(name))
 
 
 @pytest.mark.parametrize("name", catalog.WHOLE)
@@ -61,14 +66,8 @@ def test_committed_whole_model_results_are_this_codes_arms(name):
     if not path.exists():
         pytest.skip(f"{name} has not been run yet (data/results/whole-model/PLAN.md)")
     result = io.load_json(path)
-    assert result["experiment"] == name and result["scale"] == "course" and not result["quick"]
-    assert result["command"].startswith(f"python -m dkp experiment {name} ") and len(result["commit"]) == 40
     assert "--out" not in result["command"] or "--out data/results/whole-model" in result["command"]
-    configs = catalog.whole_arms(name)
-    for arm, entry in result["arms"].items():
-        assert normalized(entry["config"]) == configs[arm].to_dict(), arm
-        seeds = entry.get("seeds", [])
-        assert set(seeds) <= {0, 1, 2} and [r["seed"] for r in entry.get("runs", [])] == seeds, arm
+    assert_family_file(result, name, catalog.whole_arms(name))
 
 
 def test_the_inference_record_is_complete():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from dkp.core import lstm_fast
-from dkp.core.cell import gate_gradients, sigmoid
+from dkp.core.cell import incoming_state_gradients, sigmoid, step_backward
 from dkp.core.weights import stack_caches
 
 
@@ -80,15 +80,12 @@ class LSTMLayer:
         n_in = self.input_size
         dx = np.empty((T, B, n_in), dhs.dtype)
         dz_all = np.empty((T, B, 4 * H), dhs.dtype)
-        if dstate is None:
-            dh_next, dc_next = np.zeros((B, H), dhs.dtype), np.zeros((B, H), dhs.dtype)
-        else:
-            dh_next, dc_next = dstate
+        dh_next, dc_next = incoming_state_gradients(dstate, B, H, dhs.dtype)
         for t in reversed(range(T)):
             wcache, i, f, g, o, c_prev, tc = steps[t]
             dh = dhs[t] + dh_next
-            dc = dc_next + dh * o * (1.0 - tc * tc)
-            dz = gate_gradients(dz_all[t], dh, dc, i, f, g, o, c_prev, tc)   # (B, 4H) view, filled in place
+            dz = dz_all[t]                                   # (B, 4H) view, filled in place
+            dc = step_backward(dz, dh, dc_next, i, f, g, o, c_prev, tc)   # dL/dc_t
             dxh = self.W.backward_input(dz, wcache)          # (B, in + H)
             dx[t] = dxh[:, :n_in]
             dh_next = dxh[:, n_in:]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dkp.core.cell import gate_gradients
+from dkp.core.cell import incoming_state_gradients, step_backward
 
 
 def dense_array(W):
@@ -89,17 +89,14 @@ def backward(layer, dhs, cache, dstate, Wd):
     Wh = np.ascontiguousarray(Wd[:, n_in:])                   # (4H, H), once per window
     c_prev = cache.previous(cache.cs, cache.c0)               # (T, B, H)
     dz_all = np.empty((T, B, 4 * H), dhs.dtype)
-    if dstate is None:
-        dh_next, dc_next = np.zeros((B, H), dhs.dtype), np.zeros((B, H), dhs.dtype)
-    else:
-        dh_next, dc_next = dstate
+    dh_next, dc_next = incoming_state_gradients(dstate, B, H, dhs.dtype)
     for t in reversed(range(T)):
         a = cache.acts[t]
         i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
         tc = cache.tc[t]
         dh = dhs[t] + dh_next
-        dc = dc_next + dh * o * (1.0 - tc * tc)
-        dz = gate_gradients(dz_all[t], dh, dc, i, f, g, o, c_prev[t], tc)
+        dz = dz_all[t]
+        dc = step_backward(dz, dh, dc_next, i, f, g, o, c_prev[t], tc)
         dh_next = dz @ Wh                                     # (B, H): the only product in the loop
         dc_next = dc * f
     dz_flat = dz_all.reshape(T * B, 4 * H)
