@@ -56,7 +56,7 @@ def _experiment(args):
     from dkp.course.experiments import run_experiment
     out = args.out or default_out(args.name)
     result = run_experiment(args.name, seeds=args.seeds, quick_mode=args.quick, scale=args.scale, out=out,
-                            jobs=args.jobs, progress=not args.quiet, only=args.arms)
+                            jobs=args.jobs, progress=not args.quiet, only=args.arms, scheduler=args.scheduler)
     name = f"{args.name}{'-quick' if args.quick else ''}.json"
     print(f"wrote {os.path.join(out, name)} ({result['wall_seconds']:.0f} s)")
 
@@ -172,6 +172,10 @@ def main(argv=None):
                    help="course: the laptop scale (default); paper: medium 2 x 650 at 25x")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs in parallel, one BLAS thread each (default 1; 0: one per core)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on Dask (pip install \"dkp[cluster]\"): 'local' starts a cluster of single-threaded "
+                        "workers on this machine (--jobs of them, default one per core); tcp://HOST:8786 uses "
+                        "the workers of a running `dask scheduler`")
     p.add_argument("--arms", nargs="+", help="run only these arms")
     p.add_argument("--out", help="output directory (default data/results; data/results/cma-search for the "
                                  "search's experiments)")
@@ -199,10 +203,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from dkp.core.data import DataError
     from dkp.core.io import CheckpointError
+    from dkp.course.experiments import RunsFailed
     from dkp.training.loop import TrainingDiverged
     try:
         args.func(args)
-    except (DataError, CheckpointError, TrainingDiverged, ValueError) as e:
+    except (DataError, CheckpointError, TrainingDiverged, RunsFailed, ValueError, ImportError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

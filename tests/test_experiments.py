@@ -177,3 +177,104 @@ def test_report_command(results, capsys):
     assert main(["report", str(out), "--quick"]) == 0
     text = capsys.readouterr().out
     assert "### kp-loss" in text and "### The effects" in text
+
+
+# --- where the runs execute (dkp.course.executors) -------------------------------------------------
+def _fake_run(config_dict, seed, probes=None, label=None, fail=()):
+    """A stand-in for run_one that trains nothing: a run's record, its numbers from the seed; it
+    raises for the (structure, doping, seed) in `fail`."""
+    from dkp.training.evaluate import layer_report
+    from dkp.training.loop import build_model
+    config = ex.Config.from_dict(config_dict)
+    if (config.structure, config.doping, seed) in fail:
+        raise RuntimeError("boom")
+    model = build_model(config, 50, seed)
+    return {"seed": seed, "final_valid_ppl": 100.0 + seed, "test_ppl": 90.0 + seed, "valid_ppl": [100.0 + seed],
+            "train_ppl": [120.0], "epochs": 1, "layers": layer_report(model)}
+
+
+def test_a_failed_run_is_reported_and_a_rerun_runs_only_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(ex, "run_one", lambda *a: _fake_run(*a, fail=[("kp", 0.0, 1)]))
+    with pytest.raises(ex.RunsFailed, match=r"1 of 6 run\(s\) of doping failed: kp seed 1 \(RuntimeError: boom\)"):
+        ex.run_experiment("doping", seeds=2, quick_mode=True, out=str(tmp_path), progress=False)
+    saved = json.loads((tmp_path / "doping-quick.json").read_text())   # every other run is saved
+    assert {arm: e["seeds"] for arm, e in saved["arms"].items() if e["runs"]} == {
+        "kp": [0], "doped-kp": [0, 1], "doped-kp-cmr": [0, 1]}
+    ran = []
+    monkeypatch.setattr(ex, "run_one", lambda config_dict, seed, *a: ran.append(seed) or _fake_run(config_dict, seed))
+    again = ex.run_experiment("doping", seeds=2, quick_mode=True, out=str(tmp_path), progress=False)
+    assert ran == [1] and again["arms"]["kp"]["seeds"] == [0, 1]
+
+
+def test_any_executor_runs_the_experiment(tmp_path, monkeypatch):
+    """Anything with submit() returning futures: a thread pool here, run_one stubbed."""
+    from concurrent.futures import ThreadPoolExecutor
+    monkeypatch.setattr(ex, "run_one", _fake_run)
+    with ThreadPoolExecutor(2) as pool:
+        result = ex.run_experiment("doping", seeds=2, quick_mode=True, out=str(tmp_path), progress=False,
+                                   executor=pool)
+    assert all(e["seeds"] == [0, 1] for e in result["arms"].values())
+    with pytest.raises(ValueError, match="executor must have a submit"):
+        ex.run_experiment("doping", quick_mode=True, out=str(tmp_path), executor=object())
+
+
+def test_dask_runs_equal_the_process_pool_and_survive_a_killed_worker(results, tmp_path):
+    """A LocalCluster of two single-threaded workers runs doping's kp arm (--quick, seeds 0 and 1)
+    while one worker is killed mid-run. With Dask's retries of a lost worker's task turned off, that
+    run is reported as failed; the other lands in a valid results file, and a rerun completes it.
+    Every run equals the process pool's run of the same seed (the `results` fixture, --jobs 2)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import dask
+    import distributed
+
+    out, _ = results
+    pooled = json.loads((out / "doping-quick.json").read_text())["arms"]["kp"]["runs"]
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+            def kill_one_worker_mid_run():
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    busy = [w for w, tasks in client.processing().items() if tasks]
+                    if len(busy) == 2:   # both runs started: let them load and start training, then kill one
+                        time.sleep(1)
+                        os.kill(client.run(os.getpid, workers=[busy[0]])[busy[0]], signal.SIGKILL)
+                        return
+                    time.sleep(0.2)
+
+            killer = threading.Thread(target=kill_one_worker_mid_run)
+            killer.start()
+            with pytest.raises(ex.RunsFailed, match=r"1 of 2 run\(s\) of doping failed: kp seed \d \(KilledWorker"):
+                ex.run_experiment("doping", seeds=2, quick_mode=True, out=str(tmp_path), progress=False,
+                                  only=["kp"], executor=client.get_executor(pure=False))
+            killer.join()
+            half = json.loads((tmp_path / "doping-quick.json").read_text())
+            assert len(half["arms"]["kp"]["runs"]) == 1
+            client.wait_for_workers(2, timeout=60)    # the nanny has restarted the killed worker
+            full = ex.run_experiment("doping", seeds=2, quick_mode=True, out=str(tmp_path), progress=False,
+                                     only=["kp"], executor=client.get_executor(pure=False))
+    runs = full["arms"]["kp"]["runs"]
+    assert [r["seed"] for r in runs] == [0, 1]
+    for mine, theirs in zip(runs, pooled):
+        for key in ("train_ppl", "valid_ppl", "final_valid_ppl", "test_ppl"):
+            assert mine[key] == theirs[key], key
+
+
+def test_scheduler_without_dask_says_how_to_install(monkeypatch):
+    import builtins
+    from dkp.course import executors
+    real_import = builtins.__import__
+
+    def no_dask(name, *a, **k):
+        if name.split(".")[0] in ("distributed", "dask"):
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_dask)
+    with pytest.raises(ImportError, match=r'pip install "dkp\[cluster\]"'):
+        with executors.executor(scheduler="local"):
+            pass

@@ -369,3 +369,32 @@ def test_groupreduce_explorer_follows_its_controls_and_caches():
     plt.close("all")
     with pytest.raises(ValueError, match="at least one"):
         GroupReduceExplorer({}, freq)
+
+
+# --- readable at JupyterLab's default width --------------------------------------------------------
+def _cells(html):
+    import re
+    return re.findall(r"<(t[hd])( style='[^']*')?>", html)
+
+
+def test_every_table_cell_of_the_explorers_is_padded(cma_explorer):
+    """JupyterLab gives an HTML widget's table cells no padding: unpadded headers run together
+    ("layer mean ‖KP x‖ mean ‖S x‖ sparse share"). Every cell the explorers print is spaced."""
+    from dkp.compression.groupreduce import budget_state
+    from dkp.course.groupreduce_explorer import budget_state_html
+    rng = np.random.default_rng(0)
+    E, freq = rng.standard_normal((60, 8)), np.sort(rng.pareto(1.0, 60))[::-1] + 1
+    texts = [widgets.KroneckerExplorer(draw=False).summary.value, cma_explorer.summary.value,
+             budget_state_html(budget_state(E, freq, n_groups=3, compression=2.0))]
+    for text in texts:
+        cells = _cells(text)
+        assert cells and all("padding" in style for _, style in cells), text
+    assert "<th style='padding" in cma_explorer.summary.value        # the branch statistics' header
+
+
+def test_the_hidden_size_dropdown_is_wider_than_its_longest_label():
+    ex = widgets.KroneckerExplorer(draw=False)
+    longest = max(len(label) for label, _ in ex.hidden.options)
+    assert longest >= len("H = 650 (medium): W 2600 x 1300")
+    width = ex.hidden.layout.width
+    assert width.endswith("ch") and int(width[:-2]) >= longest + len("H") + 4   # the description and the arrow

@@ -1,22 +1,25 @@
 """Running the named experiments (`dkp.course.catalog`): every arm over several seeds, each run's
 metrics and diagnostics written to one JSON per experiment.
 
-    python -m dkp experiment NAME [--seeds N] [--quick] [--scale course|paper] [--jobs J] [--out DIR]
+    python -m dkp experiment NAME [--seeds N] [--quick] [--scale course|paper] [--out DIR]
+                                  [--jobs J | --scheduler local|tcp://HOST:8786]
 
 `DIR/NAME.json` is rewritten atomically after every finished run, so an interrupted experiment
-keeps what it finished; rerunning it skips the runs already there (same config and seed).
+keeps what it finished; rerunning it skips the runs already there (same config and seed). The
+runs go to this process, a pool of processes or a Dask cluster (`dkp.course.executors`).
 """
 from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import nullcontext
 
 from dkp.compression.anneal import Annealer
 from dkp.compression.quantize import quantize_model, quantized_bytes
 from dkp.compression.teacher import DenseWarmup
 from dkp.core import io
 from dkp.core.data import load_corpus
+from dkp.course import executors
 from dkp.course.catalog import (QUICK_WHOLE_TOKENS, SCALES, SEARCH, WHOLE, default_out, experiment_arms, group,
                                 lstm_size, quick)
 from dkp.course.diagnostics import (CMATracker, LossTrace, PerplexityProbe, SwitchProbe, cma_point, perplexity,
@@ -59,15 +62,17 @@ COURSE_PROBES = dict(tokens=20_000, cma_points=6)   # what the course's experime
 QUICK_COURSE_PROBES = dict(COURSE_PROBES, tokens=5_000, stats_tokens=1_000)
 
 
-def run_one(config_dict, seed, probes=None):
+def run_one(config_dict, seed, probes=None, label=None):
     """Train one arm for one seed (in a worker process) and return its record. Doped arms record
     the CMA diagnostics along the anneal and at the end, whatever the experiment, so that a run can
     serve every experiment that has the same arm. `probes` (default COURSE_PROBES; the search
-    passes SEARCH_PROBES) says what else is recorded."""
+    passes SEARCH_PROBES) says what else is recorded. With a `label`, each epoch prints a line
+    starting with it (on a Dask worker, in the terminal of the client that asked for the run)."""
     probes = {**COURSE_PROBES, **(probes or {})}
     config = Config.from_dict(config_dict)
     corpus = load_corpus(level=config.level)
-    trainer = Trainer(config, seed=seed, corpus=corpus, progress=False)
+    trainer = Trainer(config, seed=seed, corpus=corpus, progress=False,
+                      echo=None if label is None else _labelled_echo(label))
     diag_ids = trainer.valid_ids[:probes["tokens"]]
     stats_tokens = probes.get("stats_tokens")
     track_cma = config.doping > 0
@@ -120,6 +125,17 @@ def run_one(config_dict, seed, probes=None):
     return record
 
 
+def _labelled_echo(label):
+    """print(label: line); on a Dask worker the line goes to the client that asked for the run
+    (Dask's "print" event, what `distributed.print` sends, without also printing on the worker)."""
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return lambda line: print(f"{label}: {line}", flush=True)
+    return lambda line: worker.log_event("print", {"args": (f"{label}: {line}",), "file": 1, "flush": True})
+
+
 def summarize(runs):
     """Mean, sample sd and count over the runs that trained to the end (a diverged run is counted
     in "diverged", not in the means)."""
@@ -133,16 +149,28 @@ def summarize(runs):
     return out
 
 
+class RunsFailed(RuntimeError):
+    """Some runs of an experiment failed (raised, or lost their worker); the others were saved."""
+
+
 def run_experiment(name, seeds=3, quick_mode=False, scale="course", out=None, jobs=1, progress=True,
-                   only=None):
+                   only=None, scheduler=None, executor=None):
     """Run every arm of `name` for seeds 0..seeds-1 and write OUT/NAME.json (or NAME-quick.json).
-    `jobs` runs train in parallel worker processes (0: one per core of this machine)."""
+
+    Where the runs execute (`dkp.course.executors`): `executor`, anything with `submit(fn, *args)`
+    returning a concurrent.futures.Future, if given; else a Dask cluster if `scheduler` is given
+    ("local", or the address of a running scheduler); else `jobs` worker processes on this machine
+    (0: one per core; 1: this process). Each finished run is written to the JSON the moment it
+    returns; a run that fails is reported with its arm and seed, the others go on, and RunsFailed is
+    raised at the end. Rerunning the same command runs only what is missing."""
     if seeds < 1:
         raise ValueError(f"seeds must be a positive integer, got {seeds}")
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}")
     if jobs < 0:
         raise ValueError(f"jobs must be >= 0 (0: one per core), got {jobs}")
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise ValueError(f"executor must have a submit(fn, *args) method returning a future, got {executor!r}")
     jobs = jobs or os.cpu_count() or 1
     out = out or default_out(name)
     configs = experiment_arms(name, scale)
@@ -183,34 +211,58 @@ def run_experiment(name, seeds=3, quick_mode=False, scale="course", out=None, jo
     for arm in configs:
         if result["arms"][arm]["runs"]:
             _refresh(result["arms"][arm], reference_hidden)
+    bar = _runs_bar(name, len(todo)) if progress and todo else None
+    say = bar.write if bar is not None else print
 
     def store(arm, record):
         entry = result["arms"][arm]
         entry["runs"].append(record)
         _refresh(entry, reference_hidden)
         io.save_json(path, result)
-        if progress and record.get("diverged"):
-            print(f"[{time.perf_counter() - t0:6.0f}s] {name}/{arm} seed {record['seed']}: {record['diverged']}",
-                  flush=True)
-        elif progress:
+        if not progress:
+            return
+        if record.get("diverged"):
+            say(f"[{time.perf_counter() - t0:6.0f}s] {name}/{arm} seed {record['seed']}: {record['diverged']}")
+        else:
             s = entry["summary"]["final_valid_ppl"]
-            print(f"[{time.perf_counter() - t0:6.0f}s] {name}/{arm} seed {record['seed']}: valid "
-                  f"{record['final_valid_ppl']:.2f} test {record['test_ppl']:.2f}  (arm so far: "
-                  f"{s['mean']:.2f} +- {s['std']:.2f}, n={s['n']})", flush=True)
+            say(f"[{time.perf_counter() - t0:6.0f}s] {name}/{arm} seed {record['seed']}: valid "
+                f"{record['final_valid_ppl']:.2f} test {record['test_ppl']:.2f}  (arm so far: "
+                f"{s['mean']:.2f} +- {s['std']:.2f}, n={s['n']})")
 
-    if jobs > 1 and len(todo) > 1:
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one BLAS thread a worker
-        import multiprocessing as mp
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(run_one, configs[arm].to_dict(), seed, probes): arm for arm, seed in todo}
-            for f in as_completed(futures):
-                store(futures[f], f.result())
-    else:
-        for arm, seed in todo:
-            store(arm, run_one(configs[arm].to_dict(), seed, probes))
+    failed = []
+    calls = {(arm, seed): (run_one, (configs[arm].to_dict(), seed, probes, f"{name}/{arm} seed {seed}" if progress
+                                     else None))
+             for arm, seed in todo}
+    with (nullcontext(executor) if executor is not None
+          else executors.executor(jobs if len(todo) > 1 else 1, scheduler if todo else None, echo=say)) as pool:
+        try:
+            for (arm, seed), record, error in executors.run_all(calls, pool):
+                if error is None:
+                    store(arm, record)
+                else:
+                    failed.append((arm, seed, error))
+                    if progress:
+                        say(f"[{time.perf_counter() - t0:6.0f}s] {name}/{arm} seed {seed}: FAILED "
+                            f"({type(error).__name__}: {error})")
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
     result["wall_seconds"] = result.get("wall_seconds", 0.0) + (time.perf_counter() - t0)
     io.save_json(path, result)
+    if failed:
+        runs = "; ".join(f"{arm} seed {seed} ({type(e).__name__}: {e})" for arm, seed, e in failed)
+        raise RunsFailed(f"{len(failed)} of {len(todo)} run(s) of {name} failed: {runs}. The {len(todo) - len(failed)} "
+                         f"that finished are in {path}; run the same command again to run only what is "
+                         f"missing") from failed[0][2]
     return result
+
+
+def _runs_bar(name, total):
+    """A progress bar over an experiment's runs: done / total, elapsed, an estimate of the rest."""
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=name, unit="run", dynamic_ncols=True, smoothing=0)
 
 
 def _refresh(entry, reference_hidden):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dkp.course.widgets import Explorer
+from dkp.course.widgets import Explorer, html_table
 
 
 def budget_state_html(s, what="matrix"):
@@ -15,15 +15,13 @@ def budget_state_html(s, what="matrix"):
 
     if not s.valid:
         return f"<p style='color:#b00'><b>Not possible.</b> {s.error}</p>"
-    rows = "".join(f"<tr><td style='text-align:left'>{METHOD_LABELS[k]}</td><td>{s.n_params[k]:,}</td>"
-                   f"<td>{s.dense / s.n_params[k]:.2f}x</td><td>{s.weighted_error[k]:.4f}</td></tr>"
-                   for k in s.weighted_error)
-    head = ("<tr><th style='text-align:left'>method</th><th>parameters kept</th><th>compression</th>"
-            "<th>weighted relative error</th></tr>")
+    rows = [(METHOD_LABELS[k], f"{s.n_params[k]:,}", f"{s.dense / s.n_params[k]:.2f}x", f"{s.weighted_error[k]:.4f}")
+            for k in s.weighted_error]
+    head = ("method", "parameters kept", "compression", "weighted relative error")
     ranks = ", ".join(str(r) for r in s.ranks)
     return (f"<p>{what}: budget {s.budget:,} parameters ({s.compression:g}x). GroupReduce's ranks, most "
             f"frequent group first: <b>{ranks}</b> (groups of {min(s.sizes):,} to {max(s.sizes):,} words).</p>"
-            f"<table>{head}{rows}</table>")
+            + html_table(rows, head))
 
 
 class GroupReduceExplorer(Explorer):

@@ -39,6 +39,25 @@ from dkp.course.figures.cma import plot_cma_explorer
 from dkp.course.figures.kronecker import plot_kron_heatmaps
 from dkp.training.configs import CONFIGS
 
+
+# JupyterLab styles an HTML widget's table cells with no padding, so columns run together: every
+# table the explorers print spaces its cells, and text columns are left-aligned
+_CELL = "padding: 2px 14px 2px 0; text-align: {align}; white-space: nowrap"
+
+
+def html_table(rows, head=None, bold_values=False):
+    """An HTML table that stays readable at JupyterLab's default width: `rows` (tuples of cell
+    texts) and an optional `head`; the first column left-aligned, the others right-aligned unless
+    `bold_values` (a two-column key: value table, both left-aligned, values in bold)."""
+    def cell(tag, text, j):
+        align = "left" if j == 0 or bold_values else "right"
+        text = f"<b>{text}</b>" if bold_values and j > 0 and tag == "td" else text
+        return f"<{tag} style='{_CELL.format(align=align)}'>{text}</{tag}>"
+
+    lines = [] if head is None else ["<tr>" + "".join(cell("th", h, j) for j, h in enumerate(head)) + "</tr>"]
+    lines += ["<tr>" + "".join(cell("td", v, j) for j, v in enumerate(row)) + "</tr>" for row in rows]
+    return "<table>" + "".join(lines) + "</table>"
+
 # ============================================================================================
 # Shared plumbing
 # ============================================================================================
@@ -154,10 +173,8 @@ def kron_state_html(s):
         ("maximum rank of W", f"{s.max_rank:,} of min(m, n) = {min(s.m, s.n):,}"
                               + (" (full rank possible)" if s.full_rank else "")),
     ]
-    body = "".join(f"<tr><td style='text-align:left'>{k}</td><td style='text-align:left'><b>{v}</b></td></tr>"
-                   for k, v in rows)
     note = f"<p style='color:#a60'>{s.note}</p>" if s.note else ""
-    return f"<table>{body}</table>{note}"
+    return html_table(rows, bold_values=True) + note
 
 
 class KroneckerExplorer(Explorer):
@@ -176,8 +193,10 @@ class KroneckerExplorer(Explorer):
         super().__init__(draw)
         self.max_side = int(max_side)
         sizes = sorted(set(hidden_sizes) | {int(hidden)})
-        self.hidden = w.Dropdown(options=[(self._hidden_label(h), h) for h in sizes], value=int(hidden),
-                                 description="H", layout=w.Layout(width="22em"))
+        labels = [self._hidden_label(h) for h in sizes]
+        # wide enough for its longest label ("H = 650 (medium): W 2600 x 1300") and the arrow
+        self.hidden = w.Dropdown(options=list(zip(labels, sizes)), value=int(hidden), description="H",
+                                 layout=w.Layout(width=f"{max(map(len, labels)) + 10}ch"))
         slider = dict(continuous_update=False, layout=w.Layout(width="28em"))
         self.m1 = w.SelectionSlider(options=[1], description="m1 (A rows)", **slider)
         self.n1 = w.SelectionSlider(options=[1], description="n1 (A cols)", **slider)
@@ -293,14 +312,11 @@ def cma_state_html(s, reference=None, s_off=None):
         rows.append(("with S at the trained density", f"{reference:.2f} (change {s.ppl / reference - 1:+.1%})"))
     if s_off is not None:
         rows.append(("with S switched off", f"{s_off:.2f}"))
-    body = "".join(f"<tr><td style='text-align:left'>{k}</td><td style='text-align:left'><b>{v}</b></td></tr>"
-                   for k, v in rows)
-    head = ("<tr><th>layer</th><th>mean ‖KP x‖</th><th>mean ‖S x‖</th><th>sparse share</th>"
-            "<th>cosine(KP x, S x)</th></tr>")
-    stats = "".join(f"<tr><td>{r['layer']}</td><td>{r['norm_structured']:.3f}</td><td>{r['norm_sparse']:.3f}</td>"
-                    f"<td>{r['sparse_share']:.3f}</td><td>{r['cosine']:+.3f}</td></tr>" for r in s.layers)
-    return (f"<table>{body}</table><p>Branch outputs of the gate pre-activation with S on at density "
-            f"{s.density:.4g}, averaged over the slice's inputs:</p><table>{head}{stats}</table>")
+    head = ("layer", "mean ‖KP x‖", "mean ‖S x‖", "sparse share", "cosine(KP x, S x)")
+    stats = [(r["layer"], f"{r['norm_structured']:.3f}", f"{r['norm_sparse']:.3f}", f"{r['sparse_share']:.3f}",
+              f"{r['cosine']:+.3f}") for r in s.layers]
+    return (html_table(rows, bold_values=True) + f"<p>Branch outputs of the gate pre-activation with S on at "
+            f"density {s.density:.4g}, averaged over the slice's inputs:</p>" + html_table(stats, head))
 
 
 class CMAExplorer(Explorer):

@@ -45,8 +45,10 @@ def _head(ids, n):
 class Trainer:
     """Holds a model, its optimizer and data; `run` trains to `config.epochs`, checkpointing each epoch."""
 
-    def __init__(self, config: Config, seed=0, out=None, corpus=None, progress=True, hooks=()):
-        self.config, self.seed, self.out, self.progress = config, seed, out, progress
+    def __init__(self, config: Config, seed=0, out=None, corpus=None, progress=True, hooks=(), echo=None):
+        """progress: the per-batch bar and a line per epoch on stdout; echo: a callable that
+        receives the line per epoch instead (an experiment's worker sends it to its terminal)."""
+        self.config, self.seed, self.out, self.progress, self.echo = config, seed, out, progress, echo
         self.corpus = corpus if corpus is not None else load_corpus(level=config.level)
         self.train_ids = _head(self.corpus.train, config.train_tokens)
         self.valid_ids = _head(self.corpus.valid, config.eval_tokens)
@@ -130,9 +132,12 @@ class Trainer:
             density = mean_density(self.model)
             if density is not None:
                 self.history.setdefault("density", []).append(density)
-            if self.progress:
-                print(f"epoch {self.epoch}: train ppl {train_ppl:.2f}  valid ppl {valid_ppl:.2f}  "
-                      f"lr {lr:g}  {wps:.0f} words/s", flush=True)
+            line = (f"epoch {self.epoch}/{cfg.epochs}: train ppl {train_ppl:.2f}  valid ppl {valid_ppl:.2f}  "
+                    f"lr {lr:g}  {wps:.0f} words/s")
+            if self.echo is not None:
+                self.echo(line)
+            elif self.progress:
+                print(line, flush=True)
             if self.out:
                 self.save(os.path.join(self.out, CHECKPOINT))
         return self.finish()
@@ -145,7 +150,9 @@ class Trainer:
             "epochs": self.epoch,
             "optimizer": {"name": cfg.optimizer, "lr": cfg.lr, "clip": cfg.clip},
             **self.history,
-            "final_valid_ppl": evaluate(self.model, self.valid_ids, cfg.eval_batch, cfg.bptt),
+            # the last epoch's validation perplexity is the final one: nothing changes the model after it
+            "final_valid_ppl": (self.history["valid_ppl"][-1] if self.history["valid_ppl"]
+                                else evaluate(self.model, self.valid_ids, cfg.eval_batch, cfg.bptt)),
             "test_ppl": evaluate(self.model, self.test_ids, cfg.eval_batch, cfg.bptt),
             "mean_words_per_sec": float(np.mean(self.history["words_per_sec"])) if self.epoch else None,
             "layers": layer_report(self.model),
