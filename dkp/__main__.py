@@ -19,7 +19,7 @@ def _train(args):
     from dkp.training.loop import train
     config = get_config(args.config)
     changes = {k: getattr(args, k) for k in ("epochs", "train_tokens", "optimizer", "lr", "structure",
-                                            "compression", "doping", "kp_rank", "anneal_start", "anneal_end",
+                                            "compression", "doping", "kp_rank", "kp_split", "anneal_start", "anneal_end",
                                             "cmr_p", "cmr_variant", "cmr_schedule", "cmr_threshold", "cmr_rescale",
                                             "anneal_s", "dense_warmup", "lr_restart", "vocab_structure", "vocab_compression",
                                             "vocab_groups", "distill_kl", "distill_hidden")
@@ -122,6 +122,9 @@ def main(argv=None):
                    help="kp: Kronecker product, lmf: low rank, hmd: hybrid, prune: magnitude pruning")
     g.add_argument("--compression", type=float, help="target compression factor of each gate matrix")
     g.add_argument("--kp-rank", type=int, help="number of Kronecker products summed (default 1)")
+    g.add_argument("--kp-split", choices=["rank", "flops"],
+                   help="Kronecker factor shapes: the largest reachable rank (rank, default, the papers') or the "
+                        "fewest multiply-adds (flops, faster; kron_shape's rule in dkp.compression.shapes)")
     g.add_argument("--doping", type=float, metavar="DENSITY",
                    help="final density of the sparse overlay S (kp, lmf, hmd), e.g. 0.01")
     g.add_argument("--anneal-start", type=float, metavar="EPOCH", help="start of the density anneal (default 0)")

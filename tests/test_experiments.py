@@ -21,7 +21,9 @@ SEEDS = 2
 # the recipe search (16 arms, half of them unique to it) is left out of the quick runs: its arms are
 # the other experiments' under two optimizers, checked by construction below; the notebooks do not
 # run it
-QUICK = [name for name in catalog.EXPERIMENTS if name != "recipes"]
+# kp-splits is left out too: its kp arm is doping's, and kp-flops differs from it by the split alone
+# (checked below); it ran at the course scale
+QUICK = [name for name in catalog.EXPERIMENTS if name not in ("recipes", "kp-splits")]
 SEEDS_OF = {name: SEEDS for name in QUICK}
 
 
@@ -44,7 +46,7 @@ def test_arms_differ_only_in_what_they_test():
             for arm, config in catalog.arms(name, scale).items():
                 changed = {k for k, v in config.to_dict().items() if base[k] != v}
                 assert changed <= {"structure", "compression", "doping", "cmr_p", "cmr_variant", "hidden",
-                                   "optimizer", "lr"}, (name, arm)
+                                   "optimizer", "lr", "kp_split"}, (name, arm)
                 # only the kinds of arm the scale lists leave the base recipe, for the factor recipe
                 kind = ("doped-" if config.doping else "") + config.structure
                 recipe = {"optimizer": config.optimizer, "lr": config.lr}
@@ -69,6 +71,25 @@ def test_recipes_try_every_kind_of_arm_under_both_recipes():
         assert ex._key(catalog.arms("kp-loss", scale)["dense"].to_dict()) in keys
         assert ex._key(catalog.arms("kp-loss", scale)["kp"].to_dict()) in keys
         assert ex._key(catalog.arms("cma", scale)["doped-kp"].to_dict()) in keys
+
+
+def test_kp_splits_differ_by_the_split_alone():
+    for scale in catalog.SCALES:
+        splits = catalog.arms("kp-splits", scale)
+        doping = catalog.arms("doping", scale)
+        m, n = 4 * catalog.SCALES[scale]["base"].hidden, 2 * catalog.SCALES[scale]["base"].hidden
+        for arm, config in splits.items():
+            plain = arm.removesuffix("-flops")
+            assert config.with_(kp_split="rank") == doping[plain]    # the same arm as doping's, run once
+            target = shapes.structured_target((m, n), config.compression, config.doping) if config.doping \
+                else config.compression
+            split = shapes.kron_shape((m, n), target, prefer=config.kp_split)
+            if arm.endswith("-flops"):
+                rank_split = shapes.kron_shape((m, n), target)
+                assert split != rank_split and split.flops < rank_split.flops and split.max_rank < rank_split.max_rank
+    # at the course scale doped KP's Kronecker part (25x of an 800 x 400 matrix) has one split family
+    assert set(catalog.arms("kp-splits", "course")) == {"kp", "kp-flops"}
+    assert set(catalog.arms("kp-splits", "paper")) == {"kp", "kp-flops", "doped-kp", "doped-kp-flops"}
 
 
 def test_shrunk_dense_has_the_compressed_parameter_count():

@@ -75,6 +75,20 @@ def test_structure_and_honest_compression(name):
         assert m * n / layer.W.n_params >= config.compression * (1 - 1e-3)
 
 
+def test_kp_split_picks_the_factor_shapes():
+    from dkp.compression import shapes
+    from dkp.compression.structures import structured_from_dense
+    config = get_config("small").with_(structure="kp", compression=20)   # gate matrices 800 x 400
+    for split in shapes.PREFER:
+        c = config.with_(kp_split=split)
+        W = gate_factory(c)(0, (800, 400), np.random.default_rng(0), 0.1, np.float32)
+        want = shapes.kron_shape((800, 400), 20, prefer=split)
+        assert (W.params["A"].shape, W.params["B"].shape) == ((1, want.m1, want.n1), (1, want.m2, want.n2)), split
+        near = structured_from_dense(c, np.random.default_rng(1).standard_normal((800, 400)))
+        assert (near.params["A"].shape, near.params["B"].shape) == (W.params["A"].shape, W.params["B"].shape)
+    assert want.m1 == 80 and want.flops < shapes.kron_shape((800, 400), 20).flops   # flops: A 80x200 kron B 10x2
+
+
 def test_doped_structured_part_leaves_room_for_S():
     config = CASES["doped-kp"]
     W = model_for(config).layers[0].W
@@ -91,6 +105,7 @@ def test_doped_structured_part_leaves_room_for_S():
     (dict(structure="kp", compression=4, doping=1.5), "doping must be a density"),
     (dict(structure="prune", compression=4, doping=0.1), "doping applies to kp, lmf and hmd"),
     (dict(structure="kp", compression=50, doping=0.05), "doping density 0.05 alone stores"),
+    (dict(structure="kp", compression=4, kp_split="fast"), "kp_split must be one of"),
 ])
 def test_bad_structure_options(changes, match):
     with pytest.raises(ValueError, match=match):

@@ -5,7 +5,8 @@ doping paper, unless a dense warm-up compresses them: dkp.compression.groupreduc
 place that maps `--structure/--compression/--doping` to matrix types:
 
     dense   Dense
-    kp      Kronecker (rank `kp_rank`), factor shapes from dkp.compression.shapes.kron_shape
+    kp      Kronecker (rank `kp_rank`), factor shapes from dkp.compression.shapes.kron_shape (its rule
+            by `kp_split`: the largest reachable rank, or the fewest multiply-adds)
     lmf     LowRank, the largest rank that meets the compression
     hmd     Hybrid: dense top rows and low-rank bottom rows, half the budget each
     prune   Pruned: dense at first, pruned by magnitude to the compression along the cubic schedule
@@ -27,10 +28,11 @@ VOCAB_STRUCTURES = ("dense", "groupreduce", "svd", "prune")
 CMR_SCHEDULES = ("constant", "threshold", "density")
 
 
-def make_structured(structure, shape, compression, rng, init_scale, dtype, kp_rank=1):
-    """A freshly initialised structured matrix of `shape` meeting `compression`."""
+def make_structured(structure, shape, compression, rng, init_scale, dtype, kp_rank=1, kp_split="rank"):
+    """A freshly initialised structured matrix of `shape` meeting `compression` (a Kronecker
+    product's factor shapes by `kp_split`, kron_shape's `prefer`)."""
     if structure == "kp":
-        return Kronecker.init(shape, shapes.kron_shape(shape, compression, rank=kp_rank), rank=kp_rank,
+        return Kronecker.init(shape, shapes.kron_shape(shape, compression, rank=kp_rank, prefer=kp_split), rank=kp_rank,
                               rng=rng, scale=init_scale, dtype=dtype)
     if structure == "lmf":
         return LowRank.init(shape, shapes.low_rank_rank(shape, compression), rng=rng, scale=init_scale,
@@ -47,6 +49,8 @@ def check_structure(config):
         raise ValueError(f"structure must be one of {list(STRUCTURES)}, got {config.structure!r}")
     if config.structure != "dense" and not config.compression > 1:
         raise ValueError(f"compression must be > 1 for structure {config.structure!r}, got {config.compression}")
+    if config.kp_split not in shapes.PREFER:
+        raise ValueError(f"kp_split must be one of {list(shapes.PREFER)}, got {config.kp_split!r}")
     if not 0.0 <= config.doping <= 1.0:
         raise ValueError(f"doping must be a density in (0, 1] (or 0 for none), got {config.doping}")
     if config.doping and config.structure not in ("kp", "lmf", "hmd"):
@@ -99,7 +103,8 @@ def gate_factory(config):
         if config.structure == "prune":
             return Pruned.init(shape, rng=rng, scale=init_scale, dtype=dtype)
         target = shapes.structured_target(shape, config.compression, config.doping) if config.doping else config.compression
-        W = make_structured(config.structure, shape, target, rng, init_scale, dtype, config.kp_rank)
+        W = make_structured(config.structure, shape, target, rng, init_scale, dtype, config.kp_rank,
+                            config.kp_split)
         if config.doping:
             # S starts fully dense and zero; dkp.compression.anneal anneals its density down to config.doping.
             W = _doped(config, W, np.zeros(shape, dtype))
@@ -120,8 +125,8 @@ def structured_from_dense(config, W):
         raise ValueError(f"structured_from_dense needs a dense, kp, lmf or hmd config, got {config.structure!r}")
     target = shapes.structured_target(W.shape, config.compression, config.doping) if config.doping else config.compression
     if config.structure == "kp":
-        structured = compress.nearest_kronecker(W, shapes.kron_shape(W.shape, target, rank=config.kp_rank),
-                                                rank=config.kp_rank)
+        split = shapes.kron_shape(W.shape, target, rank=config.kp_rank, prefer=config.kp_split)
+        structured = compress.nearest_kronecker(W, split, rank=config.kp_rank)
     elif config.structure == "lmf":
         structured = compress.truncated_svd(W, shapes.low_rank_rank(W.shape, target))
     else:

@@ -9,6 +9,9 @@ The experiments show the four effects of the course, one family each:
     cma       doped KP annealed without CMR, with the CMA diagnostics along the anneal
     cmr       the same with CMR: a sweep of p for the "output" variant, and the three variants
     methods   doped KP vs pruning vs LMF vs HMD vs doped LMF vs doped HMD, at one compression
+    kp-splits KP with the Kronecker split of the largest reachable rank (every other arm's) vs the
+              split of the fewest multiply-adds (faster at inference); doped KP too where the two
+              rules give it different splits (the paper scale)
     recipes   the search behind each arm's optimizer: dense, pruning, KP, LMF, HMD and doped KP, LMF
               and HMD, each under plain SGD and under Adam (run it with --seeds 1)
 
@@ -50,6 +53,7 @@ from __future__ import annotations
 import math
 import os
 
+from dkp.compression import shapes
 from dkp.training.configs import get_config
 
 # "course": chosen so that every family, all arms and 3 seeds, fits in an hour on a 2-core laptop
@@ -97,6 +101,13 @@ def shrunk_hidden(config, compression):
     return max(2, int(round(config.hidden / math.sqrt(compression))))
 
 
+def _splits_differ(config):
+    """Whether kron_shape's two rules give `config`'s Kronecker part different factor shapes."""
+    shape = (4 * config.hidden, 2 * config.hidden)
+    target = shapes.structured_target(shape, config.compression, config.doping) if config.doping else config.compression
+    return shapes.kron_shape(shape, target) != shapes.kron_shape(shape, target, prefer="flops")
+
+
 def arms(name, scale="course"):
     """{arm name: config} of experiment `name` at `scale`."""
     s = SCALES[scale]
@@ -131,6 +142,15 @@ def arms(name, scale="course"):
             f"branch-p{p:g}": doped.with_(cmr_p=p, cmr_variant="branch"),
             f"connect-p{p:g}": doped.with_(cmr_p=p, cmr_variant="connect"),
         },
+        # the Kronecker split a user should pick: the largest reachable rank (the papers', every other
+        # arm's) against the fewest multiply-adds, for doped KP only where the two rules differ (at
+        # the course scale S's share of the budget leaves its Kronecker part one split family)
+        "kp-splits": {
+            "kp": kp,
+            "kp-flops": kp.with_(kp_split="flops"),
+            **({"doped-kp": doped, "doped-kp-flops": doped.with_(kp_split="flops")}
+               if _splits_differ(doped) else {}),
+        },
         "methods": {
             "doped-kp": doped.with_(cmr_p=p),
             **{k: arm[k] for k in ("prune", "lmf", "hmd", "doped-lmf", "doped-hmd")},
@@ -145,7 +165,7 @@ def arms(name, scale="course"):
     return families[name]
 
 
-EXPERIMENTS = ("kp-loss", "doping", "cma", "cmr", "methods", "recipes")
+EXPERIMENTS = ("kp-loss", "doping", "cma", "cmr", "methods", "kp-splits", "recipes")
 
 
 SEARCH = ("cma-timing", "cma-density", "cma-init", "cmr-schedule", "cmr-branch", "cma-long")

@@ -28,6 +28,9 @@ class Config:
     structure: str = "dense"
     compression: float = 1.0
     kp_rank: int = 1
+    # which Kronecker factor shapes meet the compression (dkp.compression.shapes.kron_shape's rule):
+    # "rank", the largest reachable rank (the papers'), or "flops", the fewest multiply-adds
+    kp_split: str = "rank"
     # Doping (dkp.compression.anneal): final density of S (0: no S). S starts dense; its density (and, for
     # "prune", the weights' density) follows the cubic schedule from 1 at epoch `anneal_start` to
     # its target at epoch `anneal_end` (fractions of an epoch allowed), re-masked every
