@@ -2,6 +2,7 @@
 
     python benchmarks/train_speed.py --config small [--steps 60] [--torch] [--reference] [--phases]
     python benchmarks/train_speed.py --config medium --structure kp --compression 20 --doping 0.01
+    python benchmarks/train_speed.py --sweep --torch [--rounds 3] [--json data/results/train_speed.json]
 
 Trains for a fixed number of steps (forward + BPTT + clipping + SGD update, batch 20, the config's
 bptt) on the start of PTB's train split. With --torch, and PyTorch importable (it is never a
@@ -11,9 +12,18 @@ trains after its anneal) and the dense model of the same config beside it, and t
 With --reference, the LSTM's reference path (dkp/core/lstm.py, which the fast path of
 dkp/core/lstm_fast.py replaces for dense and pruned matrices) is timed too. The last line is
 `words/s: N` for dkp's model (the compressed one, with --structure).
+
+With --rounds R, dkp and PyTorch are timed R times each, alternating, and the medians reported, so
+a change in the machine's load hits both alike. --sweep runs small and medium with 1 and with 2
+threads (each in a process of its own: the BLAS reads its thread count when it loads), prints one
+table and, with --json, writes every measurement with the machine and the command.
 """
 import argparse
+import json
 import os
+import statistics
+import subprocess
+import sys
 import time
 
 
@@ -110,6 +120,61 @@ def torch_speed(config, steps, threads, warmup=3):
     return steps * B * T / (time.perf_counter() - t)
 
 
+def measure(args, config):
+    """{"dkp": words/s, "torch": words/s or None, "phases": {...} or None, "rounds": [...]}, the
+    medians over args.rounds alternating rounds."""
+    shares = None
+    if args.phases:   # a separate epoch, so that the wrapping costs the timed ones nothing
+        shares = {}
+        dkp_speed(config, args.steps, phases=shares)
+    torch = None
+    if args.torch:
+        try:
+            import torch
+        except ImportError:
+            print("torch is not installed: skipping the PyTorch reference")
+    rounds = []
+    for _ in range(args.rounds):
+        r = {"dkp": dkp_speed(config, args.steps)}
+        if torch is not None:
+            r["torch"] = torch_speed(config, args.steps, args.threads)
+        rounds.append(r)
+    med = lambda k: statistics.median(r[k] for r in rounds) if k in rounds[0] else None  # noqa: E731
+    return {"dkp": med("dkp"), "torch": med("torch"), "phases": shares, "rounds": rounds,
+            "torch_version": None if torch is None else torch.__version__,
+            "torch_threads": None if torch is None else torch.get_num_threads()}
+
+
+SWEEP = [("small", 1), ("small", 2), ("medium", 1), ("medium", 2)]
+
+
+def sweep(args):
+    """Every (config, threads) of SWEEP in a child process of its own; a table, and --json."""
+    rows = []
+    for config, threads in SWEEP:
+        cmd = [sys.executable, __file__, "--config", config, "--threads", str(threads), "--steps", str(args.steps),
+               "--rounds", str(args.rounds), "--phases", "--record", "-"] + (["--torch"] if args.torch else [])
+        print(f"{config}, {threads} thread(s) ...", flush=True)
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    print()
+    print("| config | threads | dkp words/s | torch words/s | dkp / torch | LSTM | decoder products | update | rest |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ph = r["phases"]
+        ratio = f"{r['dkp'] / r['torch']:.2f}x" if r["torch"] else "-"
+        torch_wps = f"{r['torch']:,.0f}" if r["torch"] else "-"
+        print(f"| {r['config']} | {r['threads']} | {r['dkp']:,.0f} | {torch_wps} | {ratio} | {ph['lstm']:.0%} | "
+              f"{ph['decoder']:.0%} | {ph['update']:.0%} | {ph['rest (softmax, embedding, dropout, clip)']:.0%} |")
+    if args.json:
+        from dkp.core import io
+        from dkp.course.bench import machine
+        io.save_json(args.json, {"benchmark": "train_speed", "steps": args.steps, "rounds": args.rounds,
+                                 "machine": machine(), "rows": rows,
+                                 **io.provenance()})
+        print(f"wrote {args.json}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", default="small", choices=["tiny", "small", "medium", "large"])
@@ -126,7 +191,15 @@ def main():
     p.add_argument("--reference", action="store_true",
                    help="also time the LSTM's reference path (no fast path), and print the ratio")
     p.add_argument("--doping", type=float, default=0.0, help="final density of S, with --structure kp|lmf|hmd")
+    p.add_argument("--rounds", type=int, default=1, help="alternating timings of dkp and torch; medians (default 1)")
+    p.add_argument("--sweep", action="store_true", help="small and medium, 1 and 2 threads, one table")
+    p.add_argument("--json", help="with --sweep: write the measurements to this JSON file")
+    p.add_argument("--record", help=argparse.SUPPRESS)   # "-": print one JSON line (what --sweep reads)
     args = p.parse_args()
+    if args.rounds < 1:
+        p.error(f"--rounds must be >= 1, got {args.rounds}")
+    if args.sweep:
+        return sweep(args)
     if args.threads:  # must be set before NumPy loads OpenBLAS
         os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
     from dkp.training.configs import get_config
@@ -138,26 +211,21 @@ def main():
         print(f"dense words/s: {dense_wps:.0f}")
         config = config.with_(structure=args.structure, compression=args.compression, doping=args.doping)
         print(f"{args.structure} at {args.compression:g}x" + (f", S at density {args.doping:g}" if args.doping else ""))
-    if args.phases:   # a separate epoch, so that the wrapping costs the timed one nothing
-        shares = {}
-        dkp_speed(config, args.steps, phases=shares)
-        print("share of a training epoch: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
-    wps = dkp_speed(config, args.steps)
+    m = measure(args, config)
+    wps = m["dkp"]
+    if m["phases"]:
+        print("share of a training epoch: " + ", ".join(f"{k} {v:.0%}" for k, v in m["phases"].items()))
     if args.reference:
         ref = dkp_speed(config, args.steps, fast=False)
         print(f"reference path (dkp/core/lstm.py) words/s: {ref:.0f};  fast path / reference: {wps / ref:.2f}x")
     if args.structure != "dense":
         print(f"compressed / dense: {wps / dense_wps:.2f}x")
-    if args.torch:
-        try:
-            import torch
-        except ImportError:
-            print("torch is not installed: skipping the PyTorch reference")
-        else:
-            tps = torch_speed(config, args.steps, args.threads)
-            print(f"torch {torch.__version__} nn.LSTM words/s: {tps:.0f}  (threads: {torch.get_num_threads()})")
-            print(f"dkp / torch: {wps / tps:.2f}x")
+    if m["torch"]:
+        print(f"torch {m['torch_version']} nn.LSTM words/s: {m['torch']:.0f}  (threads: {m['torch_threads']})")
+        print(f"dkp / torch: {wps / m['torch']:.2f}x")
     print(f"words/s: {wps:.0f}")
+    if args.record == "-":
+        print(json.dumps({"config": args.config, "threads": args.threads, **m}))
 
 
 if __name__ == "__main__":
