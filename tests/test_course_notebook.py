@@ -46,3 +46,27 @@ def test_structure_text_names_each_kind():
     P.set_sparsity(0.5)
     assert structure_text(P) == "50.0% of entries kept"
     assert structure_text(Dense(np.zeros((8, 6), np.float32))) == "dense"
+
+
+def test_a_demo_training_is_trained_once_per_test_session(ptb, tmp_path, monkeypatch):
+    """The second notebook or test that asks for the same config and seed loads the first one's
+    model, which equals training it again; outside a test session it always trains."""
+    from dkp.course.experiments import QUICK_RESULTS_ENV
+    from dkp.course.notebook import demo_training
+    from dkp.training.configs import get_config
+    config = get_config("tiny").with_(hidden=8, train_tokens=4_000, eval_tokens=1_000, epochs=2)
+    monkeypatch.delenv(QUICK_RESULTS_ENV, raising=False)
+    alone, alone_metrics, source = demo_training(config, seed=1, corpus=ptb)
+    assert source == "trained live"
+    monkeypatch.setenv(QUICK_RESULTS_ENV, str(tmp_path))
+    first, metrics, source = demo_training(config, seed=1, corpus=ptb)
+    assert source == "trained live"
+    again, loaded, source = demo_training(config, seed=1, corpus=ptb)
+    assert source.startswith("trained earlier") and again.epoch == 2
+    for k in ("train_ppl", "valid_ppl", "final_valid_ppl", "test_ppl"):
+        assert loaded[k] == metrics[k] == alone_metrics[k], k
+    for name, p in first.model.params.items():
+        np.testing.assert_array_equal(again.model.params[name], p)
+        np.testing.assert_array_equal(alone.model.params[name], p)
+    _, _, source = demo_training(config, seed=2, corpus=ptb)
+    assert source == "trained live"                     # another seed is another run

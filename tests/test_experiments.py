@@ -240,49 +240,54 @@ def test_any_executor_runs_the_experiment(tmp_path, monkeypatch):
 
 
 def test_dask_runs_equal_the_process_pool_and_survive_a_killed_worker(results, tmp_path):
-    """A LocalCluster of two single-threaded workers runs doping's kp arm (--quick, seeds 0 and 1)
-    while one worker is killed mid-run. With Dask's retries of a lost worker's task turned off, that
-    run is reported as failed; the other lands in a valid results file, and a rerun completes it.
-    Every run equals the process pool's run of the same seed (the `results` fixture, --jobs 2)."""
+    """A LocalCluster of two single-threaded workers runs doping's kp arm (--quick, seeds 0 and 1);
+    one worker is killed while both runs train. Dask starts the lost run again on a live worker, the
+    experiment completes, the results file is valid, and every run equals the process pool's run of
+    the same seed (the `results` fixture, --jobs 2): the seed, not the worker, decides a run. A
+    rerun then has nothing to run. (A run reported as failed, and a rerun that runs only it, is
+    tested above with a stub, which needs no cluster.)"""
     import os
     import signal
     import threading
     import time
 
-    import dask
     import distributed
 
     out, _ = results
     pooled = json.loads((out / "doping-quick.json").read_text())["arms"]["kp"]["runs"]
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-            def kill_one_worker_mid_run():
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline:
-                    busy = [w for w, tasks in client.processing().items() if tasks]
-                    if len(busy) == 2:   # both runs started: let them load and start training, then kill one
-                        time.sleep(1)
-                        os.kill(client.run(os.getpid, workers=[busy[0]])[busy[0]], signal.SIGKILL)
-                        return
-                    time.sleep(0.2)
+    killed = []
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        def kill_one_worker_mid_run():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                busy = [w for w, tasks in client.processing().items() if tasks]
+                if len(busy) == 2:   # both runs started: let them load and start training, then kill one
+                    time.sleep(1)
+                    pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+                time.sleep(0.2)
 
-            killer = threading.Thread(target=kill_one_worker_mid_run)
-            killer.start()
-            with pytest.raises(ex.RunsFailed, match=r"1 of 2 run\(s\) of doping failed: kp seed \d \(KilledWorker"):
-                ex.run_experiment("doping", seeds=2, quick_mode=True, out=str(tmp_path), progress=False,
-                                  only=["kp"], executor=client.get_executor(pure=False))
-            killer.join()
-            half = json.loads((tmp_path / "doping-quick.json").read_text())
-            assert len(half["arms"]["kp"]["runs"]) == 1
-            client.wait_for_workers(2, timeout=60)    # the nanny has restarted the killed worker
-            full = ex.run_experiment("doping", seeds=2, quick_mode=True, out=str(tmp_path), progress=False,
-                                     only=["kp"], executor=client.get_executor(pure=False))
+        killer = threading.Thread(target=kill_one_worker_mid_run)
+        killer.start()
+        full = ex.run_experiment("doping", seeds=2, quick_mode=True, out=str(tmp_path), progress=False,
+                                 only=["kp"], executor=client.get_executor(pure=False))
+        killer.join()
+    assert killed, "no worker was killed: the runs ended before both had started"
+    assert json.loads((tmp_path / "doping-quick.json").read_text()) == json.loads(json.dumps(full))
     runs = full["arms"]["kp"]["runs"]
     assert [r["seed"] for r in runs] == [0, 1]
     for mine, theirs in zip(runs, pooled):
         for key in ("train_ppl", "valid_ppl", "final_valid_ppl", "test_ppl"):
             assert mine[key] == theirs[key], key
+
+    class Refuses:
+        def submit(self, *a):
+            raise AssertionError("a finished run was submitted again")
+    ex.run_experiment("doping", seeds=2, quick_mode=True, out=str(tmp_path), progress=False, only=["kp"],
+                      executor=Refuses())
 
 
 def test_scheduler_without_dask_says_how_to_install(monkeypatch):

@@ -38,9 +38,10 @@ from dkp.compression.shapes import KronShape, kron_candidates, kron_shape
 from dkp.core.data import batchify, bptt_windows
 from dkp.core.gradcheck import directional
 from dkp.core.model import LanguageModel
+from dkp.course.notebook import demo_training
 from dkp.kernels import arith
 from dkp.training.configs import get_config
-from dkp.training.loop import Trainer, build_model
+from dkp.training.loop import build_model
 
 
 def ptb_window(ptb, T=20, B=20):
@@ -188,8 +189,7 @@ def test_nearest_kp_of_the_trained_gate_matrix(ptb):
     nearest-KP error is below a random matrix's at every rank short of full (both exact there); the
     course rule's rank-1 error stays above 0.9; at about 8x one gate-aligned product beats four
     course-rule products."""
-    trainer = Trainer(DEMO_02, seed=0, corpus=ptb, progress=False)
-    trainer.run()
+    trainer, _, _ = demo_training(DEMO_02, seed=0, corpus=ptb)   # the notebook then loads this run
     W = trainer.model.layers[0].W.to_dense()
     W0 = build_model(DEMO_02, len(ptb.vocab), 0).layers[0].W.to_dense()
     assert np.linalg.norm(W - W0) / np.linalg.norm(W0) > 1

@@ -1,15 +1,21 @@
 """What the notebooks share, written once: the repository's folders, the wall time of a results file,
-the sizes an arm trains to (its model after the anneal), and one line describing a gate
-matrix."""
+the sizes an arm trains to (its model after the anneal), one line describing a gate matrix, and
+the short demo trainings a notebook and the test of its claims both need."""
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 
 from dkp.compression.anneal import Annealer, needs_annealing
 from dkp.core.weights import Doped, Hybrid, Kronecker, LowRank, Pruned
 from dkp.course.catalog import lstm_size
 from dkp.training.evaluate import layer_report
-from dkp.training.loop import build_model
+from dkp.core import io
+from dkp.course.experiments import QUICK_RESULTS_ENV
+from dkp.training.checkpoint import CHECKPOINT
+from dkp.training.loop import METRICS, Trainer, build_model
 
 
 def repo_root(start=None):
@@ -33,6 +39,25 @@ def wall_time(result):
     if "wall_seconds" in result:
         return f"{result['wall_seconds'] / 60:.0f} min of wall time"
     return "no wall time recorded yet (the experiment is still running, or was interrupted)"
+
+
+def demo_training(config, seed=0, corpus=None):
+    """(trainer, metrics, source) of `config` trained from `seed`, for a notebook's short demo and
+    the test that checks its claims. Inside a test session ($DKP_QUICK_RESULTS set, as for the
+    --quick experiments) the first to ask trains it and leaves its checkpoint and metrics in that
+    directory; the next one loads them (training is deterministic, so it gets the same model)
+    instead of training it again. Elsewhere it always trains. `source` says which happened."""
+    shared = os.environ.get(QUICK_RESULTS_ENV)
+    if not shared:
+        trainer = Trainer(config, seed=seed, corpus=corpus, progress=False)
+        return trainer, trainer.run(), "trained live"
+    key = hashlib.sha1(json.dumps([config.to_dict(), seed], sort_keys=True).encode()).hexdigest()[:12]
+    out = Path(shared) / f"demo-{config.name}-{key}"
+    trainer = Trainer(config, seed=seed, out=str(out), corpus=corpus, progress=False)
+    if (out / METRICS).is_file():
+        trainer.load(str(out / CHECKPOINT))
+        return trainer, io.load_json(out / METRICS), "trained earlier in this test session (same config, seed), loaded"
+    return trainer, trainer.run(), "trained live"
 
 
 def annealed_model(config, vocab_size, seed=0):
