@@ -17,6 +17,8 @@ import sys
 def _train(args):
     from dkp.training.configs import get_config
     from dkp.training.loop import train
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be a positive number of BLAS threads, got {args.threads}")
     config = get_config(args.config)
     changes = {k: getattr(args, k) for k in ("epochs", "train_tokens", "optimizer", "lr", "structure",
                                             "compression", "doping", "kp_rank", "kp_split", "anneal_start", "anneal_end",
@@ -101,7 +103,20 @@ def _plot(args):
     print(f"wrote {args.out}")
 
 
+def _blas_threads(argv):
+    """`train --threads N` must reach the BLAS before NumPy loads it, and building the parser below
+    already imports NumPy: read it first. (Called in a process that has loaded NumPy already, as
+    the tests call main(), it changes nothing.)"""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--threads", type=int)
+    known, _ = pre.parse_known_args(argv)
+    if known.threads is not None and known.threads > 0:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(known.threads)
+
+
 def main(argv=None):
+    _blas_threads(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m dkp", description=(
         "dkp: doped Kronecker products for LSTM language models, in NumPy."))
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +132,10 @@ def main(argv=None):
     p.add_argument("--optimizer", choices=["sgd", "adam"], help="default: the config's (sgd)")
     p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="BLAS threads (default: one per core, the fastest measured on 2 cores: "
+                        "data/results/train_speed.json); use 1 when other work shares the cores, whose "
+                        "waiting threads would otherwise spin against it")
     g = p.add_argument_group("compression of the LSTM gate matrices")
     g.add_argument("--structure", choices=["dense", "kp", "lmf", "hmd", "prune"],
                    help="kp: Kronecker product, lmf: low rank, hmd: hybrid, prune: magnitude pruning")

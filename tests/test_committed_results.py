@@ -87,3 +87,19 @@ def test_the_inference_record_is_complete():
     assert record["command"] == "python benchmarks/inference.py --json data/results/inference.json"
     assert {"l2_cache", "l3_cache", "cpu", "cores"} <= set(record["machine"])
     assert record["rows"] and record["targets"]
+
+
+def test_the_training_speed_record_is_complete_and_the_readme_quotes_it():
+    """data/results/train_speed.json holds small and medium at 1 and 2 threads, dkp and PyTorch
+    timed in one run, with the phase shares; the README's table is that record, number for number."""
+    record = sp.load_train_speed(RESULTS / "train_speed.json")
+    assert record["command"].startswith("benchmarks/train_speed.py --sweep --torch")
+    assert record["command"].endswith("--json data/results/train_speed.json") and len(record["commit"]) == 40
+    assert [(r["config"], r["threads"]) for r in record["rows"]] == [("small", 1), ("small", 2), ("medium", 1),
+                                                                     ("medium", 2)]
+    readme = (RESULTS.parents[1] / "README.md").read_text()
+    for r in record["rows"]:
+        ph = r["phases"]
+        row = (f"| {r['config']} | {r['threads']} | {r['dkp']:,.0f} | {r['torch']:,.0f} | {r['dkp'] / r['torch']:.2f}x | "
+               + " | ".join(f"{ph[k]:.0%}" for k in sp.PHASES) + " |")
+        assert row in readme, row

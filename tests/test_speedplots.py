@@ -203,3 +203,18 @@ def test_roofline_is_labelled(record):
     assert y0 / x0 == pytest.approx(dense["weight_gb_per_s"]) and y1 / x1 == pytest.approx(dense["weight_gb_per_s"])
     assert dense["gflops"] == pytest.approx(dense["weight_gb_per_s"] * dense["flops_per_weight_byte"], rel=1e-9)
     plt.close(fig)
+
+
+def test_training_speed_record_table_and_figure(tmp_path):
+    import json
+    record = sp.load_train_speed(RESULTS.parent / "train_speed.json")
+    text = sp.train_speed_table(record)
+    assert len(text.splitlines()) == 2 + len(record["rows"]) and "dkp / PyTorch" in text
+    fig = speed_figures.plot_train_speed(record)
+    for ax in fig.axes:
+        assert ax.get_title() and ax.get_ylabel() and ax.get_legend() is not None
+    plt.close(fig)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"command": "x", "machine": {}, "rows": [{"config": "small"}]}))
+    with pytest.raises(ValueError, match="not a training-speed record"):
+        sp.load_train_speed(bad)

@@ -1,5 +1,6 @@
 """Training loop: it learns, resume == straight bit for bit, NaN guard, checkpoints, CLI."""
 import json
+import os
 import subprocess
 import sys
 
@@ -152,3 +153,17 @@ def test_a_checkpoint_with_the_old_parameter_names_still_loads():
     load_model_arrays(new, arrays)
     for k, v in old.params.items():
         np.testing.assert_array_equal(new.params[k], v)
+
+
+def test_threads_reach_the_blas_before_numpy_loads_it(monkeypatch, tmp_path, capsys):
+    """`train --threads N` sets the BLAS thread count in the environment the BLAS reads when it loads
+    (main reads the option before building its parser, which imports NumPy); a bad count is named."""
+    import dkp.__main__ as cli
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    cli._blas_threads(["train", "--config", "tiny", "--threads", "3"])
+    assert os.environ["OPENBLAS_NUM_THREADS"] == os.environ["OMP_NUM_THREADS"] == "3"
+    cli._blas_threads(["train", "--config", "tiny"])               # no option: nothing changes
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
+    assert main(["train", "--config", "tiny", "--threads", "0", "--out", str(tmp_path)]) == 1
+    assert "--threads must be a positive number" in capsys.readouterr().err

@@ -133,3 +133,34 @@ def target_summary(results, key="met_layer"):
 
 
 # --- figures ----------------------------------------------------------------------------------
+
+
+# --- training speed (benchmarks/train_speed.py --sweep --json) ---------------------------------------
+def load_train_speed(path):
+    """The record `benchmarks/train_speed.py --sweep --json PATH` wrote (checked for its main fields)."""
+    with open(path) as f:
+        record = json.load(f)
+    missing = {"command", "machine", "rows"} - set(record)
+    bad = [r for r in record.get("rows", []) if not {"config", "threads", "dkp", "torch", "phases"} <= set(r)]
+    if missing or bad:
+        raise ValueError(f"{path} is not a training-speed record: missing {sorted(missing) or 'row fields'}")
+    return record
+
+
+def train_speed_table(record):
+    """The record as a text table: config, threads, dkp and PyTorch words/s, their ratio, and the
+    share of dkp's step in each phase."""
+    lines = []
+    for r in record["rows"]:
+        ph = r["phases"]
+        torch = f"{r['torch']:,.0f}" if r["torch"] else "-"
+        ratio = f"{r['dkp'] / r['torch']:.2f}x" if r["torch"] else "-"
+        lines.append([r["config"], str(r["threads"]), f"{r['dkp']:,.0f}", torch, ratio,
+                      *(f"{ph[k]:.0%}" for k in PHASES)])
+    return text_table(["config", "threads", "dkp words/s", "PyTorch words/s", "dkp / PyTorch",
+                       *PHASE_LABELS], lines)
+
+
+# the phases benchmarks/train_speed.py --phases times, in its keys, and their short labels
+PHASES = ("lstm", "decoder", "update", "rest (softmax, embedding, dropout, clip)")
+PHASE_LABELS = ("LSTM", "decoder products", "update", "rest")

@@ -106,3 +106,41 @@ def plot_roofline(rows, caches=CACHES, variant="fused", title=None):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     return fig
+
+
+def plot_train_speed(record, title=None):
+    """Training words/s of dkp and PyTorch for each (config, threads) of a train_speed record
+    (left), and where dkp's step spends its time (right, stacked shares)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from dkp.course.speed import PHASE_LABELS, PHASES
+    rows = record["rows"]
+    labels = [f"{r['config']}\n{r['threads']} thread{'s' if r['threads'] > 1 else ''}" for r in rows]
+    x = np.arange(len(rows))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6), layout="constrained")
+    dkp = [r["dkp"] for r in rows]
+    torch = [r["torch"] or 0.0 for r in rows]
+    left.bar(x - 0.2, dkp, 0.4, label="dkp (NumPy + Numba)", color="tab:blue")
+    left.bar(x + 0.2, torch, 0.4, label="PyTorch nn.LSTM", color="tab:gray")
+    for i, r in enumerate(rows):
+        if r["torch"]:
+            left.annotate(f"{r['dkp'] / r['torch']:.2f}x", (x[i] - 0.2, dkp[i]), xytext=(0, 3),
+                          textcoords="offset points", ha="center", fontsize=8)
+    left.set_xticks(x, labels)
+    left.set_ylabel("training words / s")
+    left.set_title("Training speed, same model, same run (label: dkp / PyTorch)")
+    left.legend(loc="upper right")
+    bottom = np.zeros(len(rows))
+    for key, label, color in zip(PHASES, PHASE_LABELS, ("tab:blue", "tab:orange", "tab:green", "tab:gray")):
+        share = np.array([r["phases"][key] for r in rows])
+        right.bar(x, share, 0.6, bottom=bottom, label=label, color=color)
+        bottom += share
+    right.set_xticks(x, labels)
+    right.set_ylim(0, 1)
+    right.set_ylabel("share of dkp's training step")
+    right.set_title("Where dkp's step spends its time")
+    right.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
