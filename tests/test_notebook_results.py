@@ -236,3 +236,17 @@ def test_missing_data_is_not_measured():
     verdicts = effects({})
     assert [v["holds"] for v in verdicts] == [None] * 5
     assert all(v["why"].startswith("not run yet") for v in verdicts)
+
+
+def test_split_verdict_by_the_two_sd_rule():
+    """08, section 7: the faster Kronecker split against the full-rank one, by the course's rule."""
+    from dkp.course.report import split_verdict
+    same = result(**{"kp": [150.0, 152.0, 151.0], "kp-flops": [151.0, 153.0, 150.0]})
+    worse = result(**{"kp": [150.0, 150.5, 151.0], "kp-flops": [160.0, 161.0, 160.5]})
+    better = result(**{"kp": [160.0, 161.0, 160.5], "kp-flops": [150.0, 150.5, 151.0]})
+    assert split_verdict(same)["verdict"] == "as accurate" and not beyond(seed_stats(same, "kp"), seed_stats(same, "kp-flops"))
+    assert split_verdict(worse)["verdict"] == "less accurate" and beyond(seed_stats(worse, "kp"), seed_stats(worse, "kp-flops"))
+    assert split_verdict(better)["verdict"] == "more accurate"
+    assert split_verdict(worse)["difference"] == pytest.approx(10.0)
+    partial = result(**{"kp": [150.0, 152.0, 151.0], "kp-flops": [151.0]})
+    assert split_verdict(partial)["verdict"] is None and split_verdict({"arms": {}})["verdict"] is None

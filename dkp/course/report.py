@@ -122,6 +122,21 @@ def effects(results):
     return out
 
 
+def split_verdict(result, plain="kp"):
+    """The kp-splits experiment's question for arm `plain` (kp or doped-kp): is the split of the
+    fewest multiply-adds (`plain`-flops) as accurate as the split of the largest reachable rank
+    (`plain`), within the seed spread? {"rank", "flops": (mean, sd, n) of the final validation
+    perplexity, "relative", "difference", "threshold", "beyond_spread", "verdict"}; verdict is
+    "as accurate", "less accurate" or "more accurate", or None while either arm has fewer than 3 seeds."""
+    a, b = stat(result, plain), stat(result, f"{plain}-flops")
+    if not a or not b or min(a[2], b[2]) < 3:
+        return {"rank": a, "flops": b, "verdict": None}
+    c = compare(a, b)
+    verdict = ("as accurate" if not c["beyond_spread"] else
+               "less accurate" if c["difference"] > 0 else "more accurate")
+    return {"rank": a, "flops": b, **c, "verdict": verdict}
+
+
 def untrained_runs(result, factor=2.0):
     """Runs that did not train: final validation perplexity above `factor` times the lowest arm
     mean of the experiment. [(arm, seed, final validation perplexity, after the first epoch)]."""
