@@ -304,3 +304,13 @@ def test_scheduler_without_dask_says_how_to_install(monkeypatch):
     with pytest.raises(ImportError, match=r'pip install "dkp\[cluster\]"'):
         with executors.executor(scheduler="local"):
             pass
+
+
+def test_an_unreachable_scheduler_is_named():
+    import dask
+
+    from dkp.course import executors
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        with pytest.raises(OSError, match=r"--scheduler 'tcp://127.0.0.1:9': could not reach a Dask scheduler"):
+            with executors.executor(scheduler="tcp://127.0.0.1:9"):
+                pass
