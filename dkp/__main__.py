@@ -58,7 +58,8 @@ def _experiment(args):
     from dkp.course.experiments import run_experiment
     out = args.out or default_out(args.name)
     result = run_experiment(args.name, seeds=args.seeds, quick_mode=args.quick, scale=args.scale, out=out,
-                            jobs=args.jobs, progress=not args.quiet, only=args.arms, scheduler=args.scheduler)
+                            jobs=args.jobs, progress=not args.quiet, only=args.arms, scheduler=args.scheduler,
+                            keep_models=args.keep_models)
     name = f"{args.name}{'-quick' if args.quick else ''}.json"
     print(f"wrote {os.path.join(out, name)} ({result['wall_seconds']:.0f} s)")
 
@@ -199,6 +200,8 @@ def main(argv=None):
                         "workers on this machine (--jobs of them, default one per core); tcp://HOST:8786 uses "
                         "the workers of a running `dask scheduler`")
     p.add_argument("--arms", nargs="+", help="run only these arms")
+    p.add_argument("--keep-models", action="store_true",
+                   help="keep each run's trained model (checkpoint.npz, metrics.json) under OUT/models/")
     p.add_argument("--out", help="output directory (default data/results; data/results/cma-search for the "
                                  "search's experiments)")
     p.add_argument("--quiet", action="store_true")

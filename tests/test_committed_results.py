@@ -103,3 +103,18 @@ def test_the_training_speed_record_is_complete_and_the_readme_quotes_it():
         row = (f"| {r['config']} | {r['threads']} | {r['dkp']:,.0f} | {r['torch']:,.0f} | {r['dkp'] / r['torch']:.2f}x | "
                + " | ".join(f"{ph[k]:.0%}" for k in sp.PHASES) + " |")
         assert row in readme, row
+
+
+def test_the_whole_model_readme_holds_the_reports_groupreduce_table_and_verdicts():
+    """data/results/whole-model/README.md quotes `python -m dkp report data/results/whole-model` for
+    every complete family: its table, row for row, and its verdict lines."""
+    from dkp.course import whole
+    found = whole.load(RESULTS / "whole-model")
+    readme = (RESULTS / "whole-model" / "README.md").read_text()
+    report = whole.markdown(found)
+    assert all(len(e["runs"]) == 3 for e in found["groupreduce"]["arms"].values())   # complete
+    table = report[report.index("### groupreduce"):report.index("### The verdicts")]
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert rows and all(row in readme for row in rows)
+    verdicts = [line for line in report.splitlines() if line.startswith("- **G")]
+    assert len(verdicts) == 3 and all(line in readme for line in verdicts)

@@ -70,3 +70,23 @@ def test_a_demo_training_is_trained_once_per_test_session(ptb, tmp_path, monkeyp
         np.testing.assert_array_equal(alone.model.params[name], p)
     _, _, source = demo_training(config, seed=2, corpus=ptb)
     assert source == "trained live"                     # another seed is another run
+
+
+def test_a_kept_experiment_run_is_the_demo_training_of_its_config(ptb, tmp_path, monkeypatch):
+    """run_one(keep=DIR) keeps the trained model where demo_training looks for it: a notebook that
+    needs the model of a --quick experiment's run loads it, and it equals training it afresh."""
+    from dkp.course.experiments import QUICK_RESULTS_ENV, run_dir, run_one
+    from dkp.course.notebook import demo_training
+    from dkp.training.configs import get_config
+    from dkp.training.loop import Trainer
+    config = get_config("tiny").with_(hidden=8, train_tokens=4_000, eval_tokens=1_000, epochs=2, structure="kp",
+                                      compression=4, doping=0.05, anneal_start=0.2, anneal_end=1.5)
+    record = run_one(config.to_dict(), 1, probes={"tokens": 500}, keep=str(tmp_path))
+    assert (tmp_path / "models").is_dir() and run_dir(str(tmp_path), config, 1).startswith(str(tmp_path / "models"))
+    monkeypatch.setenv(QUICK_RESULTS_ENV, str(tmp_path))
+    loaded, metrics, source = demo_training(config, seed=1, corpus=ptb)
+    assert source.startswith("trained earlier") and metrics["final_valid_ppl"] == record["final_valid_ppl"]
+    fresh = Trainer(config, seed=1, corpus=ptb, progress=False)
+    fresh.run()
+    for name, p in fresh.model.params.items():
+        np.testing.assert_array_equal(loaded.model.params[name], p)

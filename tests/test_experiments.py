@@ -31,8 +31,9 @@ SEEDS_OF = {name: SEEDS for name in QUICK}
 def results():
     # the session's shared quick directory (conftest.py at the top), where the notebooks find these runs
     out = Path(ex.quick_results_dir())
+    # the trained models are kept too: a notebook that needs a run's model (05's explorer) loads it
     return out, {name: ex.run_experiment(name, seeds=SEEDS_OF[name], quick_mode=True, out=str(out), jobs=2,
-                                         progress=False)
+                                         progress=False, keep_models=True)
                  for name in QUICK}
 
 

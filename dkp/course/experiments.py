@@ -10,6 +10,8 @@ runs go to this process, a pool of processes or a Dask cluster (`dkp.course.exec
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from contextlib import nullcontext
@@ -62,16 +64,26 @@ COURSE_PROBES = dict(tokens=20_000, cma_points=6)   # what the course's experime
 QUICK_COURSE_PROBES = dict(COURSE_PROBES, tokens=5_000, stats_tokens=1_000)
 
 
-def run_one(config_dict, seed, probes=None, label=None):
+def run_dir(out, config, seed):
+    """Where a run's trained model is kept (checkpoint.npz and metrics.json, as `train` writes
+    them): OUT/models/NAME-KEY-seedS, KEY a hash of the whole config, so that equal arms of
+    different experiments share it."""
+    key = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    return os.path.join(out, "models", f"{config.name}-{key}-seed{seed}")
+
+
+def run_one(config_dict, seed, probes=None, label=None, keep=None):
     """Train one arm for one seed (in a worker process) and return its record. Doped arms record
     the CMA diagnostics along the anneal and at the end, whatever the experiment, so that a run can
     serve every experiment that has the same arm. `probes` (default COURSE_PROBES; the search
     passes SEARCH_PROBES) says what else is recorded. With a `label`, each epoch prints a line
-    starting with it (on a Dask worker, in the terminal of the client that asked for the run)."""
+    starting with it (on a Dask worker, in the terminal of the client that asked for the run). With
+    `keep` (a directory), the trained model is kept in run_dir(keep, config, seed)."""
     probes = {**COURSE_PROBES, **(probes or {})}
     config = Config.from_dict(config_dict)
     corpus = load_corpus(level=config.level)
     trainer = Trainer(config, seed=seed, corpus=corpus, progress=False,
+                      out=None if keep is None else run_dir(keep, config, seed),
                       echo=None if label is None else _labelled_echo(label))
     diag_ids = trainer.valid_ids[:probes["tokens"]]
     stats_tokens = probes.get("stats_tokens")
@@ -154,7 +166,7 @@ class RunsFailed(RuntimeError):
 
 
 def run_experiment(name, seeds=3, quick_mode=False, scale="course", out=None, jobs=1, progress=True,
-                   only=None, scheduler=None, executor=None):
+                   only=None, scheduler=None, executor=None, keep_models=False):
     """Run every arm of `name` for seeds 0..seeds-1 and write OUT/NAME.json (or NAME-quick.json).
 
     Where the runs execute (`dkp.course.executors`): `executor`, anything with `submit(fn, *args)`
@@ -162,7 +174,8 @@ def run_experiment(name, seeds=3, quick_mode=False, scale="course", out=None, jo
     ("local", or the address of a running scheduler); else `jobs` worker processes on this machine
     (0: one per core; 1: this process). Each finished run is written to the JSON the moment it
     returns; a run that fails is reported with its arm and seed, the others go on, and RunsFailed is
-    raised at the end. Rerunning the same command runs only what is missing."""
+    raised at the end. Rerunning the same command runs only what is missing. With `keep_models`,
+    each run's trained model is kept under OUT/models/ (`run_dir`)."""
     if seeds < 1:
         raise ValueError(f"seeds must be a positive integer, got {seeds}")
     if scale not in SCALES:
@@ -230,8 +243,8 @@ def run_experiment(name, seeds=3, quick_mode=False, scale="course", out=None, jo
                 f"{s['mean']:.2f} +- {s['std']:.2f}, n={s['n']})")
 
     failed = []
-    calls = {(arm, seed): (run_one, (configs[arm].to_dict(), seed, probes, f"{name}/{arm} seed {seed}" if progress
-                                     else None))
+    calls = {(arm, seed): (run_one, (configs[arm].to_dict(), seed, probes,
+                                     f"{name}/{arm} seed {seed}" if progress else None, out if keep_models else None))
              for arm, seed in todo}
     with (nullcontext(executor) if executor is not None
           else executors.executor(jobs if len(todo) > 1 else 1, scheduler if todo else None, echo=say)) as pool:

@@ -3,8 +3,6 @@ the sizes an arm trains to (its model after the anneal), one line describing a g
 the short demo trainings a notebook and the test of its claims both need."""
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -13,7 +11,7 @@ from dkp.core.weights import Doped, Hybrid, Kronecker, LowRank, Pruned
 from dkp.course.catalog import lstm_size
 from dkp.training.evaluate import layer_report
 from dkp.core import io
-from dkp.course.experiments import QUICK_RESULTS_ENV
+from dkp.course.experiments import QUICK_RESULTS_ENV, run_dir
 from dkp.training.checkpoint import CHECKPOINT
 from dkp.training.loop import METRICS, Trainer, build_model
 
@@ -44,15 +42,15 @@ def wall_time(result):
 def demo_training(config, seed=0, corpus=None):
     """(trainer, metrics, source) of `config` trained from `seed`, for a notebook's short demo and
     the test that checks its claims. Inside a test session ($DKP_QUICK_RESULTS set, as for the
-    --quick experiments) the first to ask trains it and leaves its checkpoint and metrics in that
-    directory; the next one loads them (training is deterministic, so it gets the same model)
-    instead of training it again. Elsewhere it always trains. `source` says which happened."""
+    --quick experiments) the first to ask trains it and keeps its checkpoint and metrics there
+    (where a --quick experiment run with keep_models keeps the same run); the next one loads them
+    (training is deterministic, so it gets the same model) instead of training it again. Elsewhere
+    it always trains. `source` says which happened."""
     shared = os.environ.get(QUICK_RESULTS_ENV)
     if not shared:
         trainer = Trainer(config, seed=seed, corpus=corpus, progress=False)
         return trainer, trainer.run(), "trained live"
-    key = hashlib.sha1(json.dumps([config.to_dict(), seed], sort_keys=True).encode()).hexdigest()[:12]
-    out = Path(shared) / f"demo-{config.name}-{key}"
+    out = Path(run_dir(shared, config, seed))
     trainer = Trainer(config, seed=seed, out=str(out), corpus=corpus, progress=False)
     if (out / METRICS).is_file():
         trainer.load(str(out / CHECKPOINT))
