@@ -113,7 +113,8 @@ def test_the_whole_model_readme_holds_the_reports_groupreduce_table_and_verdicts
     readme = (RESULTS / "whole-model" / "README.md").read_text()
     report = whole.markdown(found)
     assert all(len(e["runs"]) == 3 for e in found["groupreduce"]["arms"].values())   # complete
-    table = report[report.index("### groupreduce"):report.index("### The verdicts")]
+    start = report.index("### groupreduce")
+    table = report[start:report.index("\n### ", start + 1)]          # up to the next section
     rows = [line for line in table.splitlines() if line.startswith("| ")]
     assert rows and all(row in readme for row in rows)
     verdicts = [line for line in report.splitlines() if line.startswith("- **G")]
