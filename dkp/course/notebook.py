@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 
 from dkp.compression.anneal import Annealer, needs_annealing
+from dkp.core import io
 from dkp.core.weights import Doped, Hybrid, Kronecker, LowRank, Pruned
 from dkp.course.catalog import lstm_size
-from dkp.training.evaluate import layer_report
-from dkp.core import io
 from dkp.course.experiments import QUICK_RESULTS_ENV, run_dir
 from dkp.training.checkpoint import CHECKPOINT
+from dkp.training.evaluate import layer_report
 from dkp.training.loop import METRICS, Trainer, build_model
 
 

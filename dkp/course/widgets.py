@@ -58,6 +58,7 @@ def html_table(rows, head=None, bold_values=False):
     lines += ["<tr>" + "".join(cell("td", v, j) for j, v in enumerate(row)) + "</tr>" for row in rows]
     return "<table>" + "".join(lines) + "</table>"
 
+
 # ============================================================================================
 # Shared plumbing
 # ============================================================================================
