@@ -23,24 +23,12 @@ def test_each_arm_uses_the_better_recipe():
     assert all(r["better"] for r in rows), rows
 
 
-# experiments still running at the course scale: checked as growing files until they are complete
-RUNNING = set()
-
-
 @pytest.mark.parametrize("name", catalog.EXPERIMENTS)
 def test_committed_results_are_this_codes_arms(name):
     """data/results/NAME.json holds every arm of NAME with the config this code gives it, three
     seeds (one for the recipe search), so the notebooks' loaded numbers are those of these arms and
     rerunning an experiment skips what is committed."""
-    path = RESULTS / f"{name}.json"
-    if name in RUNNING:
-        if not path.exists():
-            pytest.skip(f"{name} is running at the course scale and has no finished run yet")
-        result = io.load_json(path)
-        assert "--out data/results " in result["command"] + " "        # a path a reader can run it with
-        assert_family_file(result, name, catalog.arms(name))
-        return
-    result = io.load_json(path)
+    result = io.load_json(RESULTS / f"{name}.json")
     assert result["experiment"] == name and result["scale"] == "course" and not result["quick"]
     for arm, config in catalog.arms(name).items():
         assert normalized(result["arms"][arm]["config"]) == config.to_dict(), arm
@@ -58,28 +46,31 @@ def assert_family_file(result, name, configs):
         assert set(seeds) <= {0, 1, 2} and [r["seed"] for r in entry.get("runs", [])] == seeds, arm
 
 
+def assert_growing_family(folder, name, configs, plan, out_optional=False):
+    """data/results/FOLDER/NAME.json, once run (complete or growing): assert_family_file, and its
+    command names the folder with --out (a path a reader can run it with), unless `out_optional`
+    and it has no --out (the family's default folder)."""
+    path = RESULTS / folder / f"{name}.json"
+    if not path.exists():
+        pytest.skip(f"{name} has not been run yet ({plan} gives the order)")
+    result = io.load_json(path)
+    assert f"--out data/results/{folder}" in result["command"] or (out_optional and "--out" not in result["command"])
+    assert_family_file(result, name, configs)
+
+
 @pytest.mark.parametrize("name", catalog.SEARCH)
 def test_committed_search_results_are_this_codes_arms(name):
     """data/results/cma-search/NAME.json (when run) holds arms of the search family NAME with the
     configs this code gives them, seeds among 0, 1, 2, and the command and commit that made it."""
-    path = RESULTS / "cma-search" / f"{name}.json"
-    if not path.exists():
-        pytest.skip(f"{name} has not been run yet (data/results/cma-search/PLAN.md gives the order)")
-    result = io.load_json(path)
-    assert "--out data/results/cma-search" in result["command"]       # a path a reader can run it with
-    assert_family_file(result, name, catalog.search_arms(name))
+    assert_growing_family("cma-search", name, catalog.search_arms(name), "data/results/cma-search/PLAN.md")
 
 
 @pytest.mark.parametrize("name", catalog.WHOLE)
 def test_committed_whole_model_results_are_this_codes_arms(name):
     """data/results/whole-model/NAME.json (when run, complete or growing) holds arms of NAME with the
     configs this code gives them, seeds among 0, 1, 2, and the command and commit that made it."""
-    path = RESULTS / "whole-model" / f"{name}.json"
-    if not path.exists():
-        pytest.skip(f"{name} has not been run yet (data/results/whole-model/PLAN.md)")
-    result = io.load_json(path)
-    assert "--out" not in result["command"] or "--out data/results/whole-model" in result["command"]
-    assert_family_file(result, name, catalog.whole_arms(name))
+    assert_growing_family("whole-model", name, catalog.whole_arms(name), "data/results/whole-model/PLAN.md",
+                          out_optional=True)
 
 
 def test_the_inference_record_is_complete():

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from dkp.compression import shapes  # noqa: E402
+from dkp.compression.kron_view import gate_shape
 from dkp.course import catalog
 from dkp.course import experiments as ex  # noqa: E402
 from dkp.course import series
@@ -78,7 +79,7 @@ def test_kp_splits_differ_by_the_split_alone():
     for scale in catalog.SCALES:
         splits = catalog.arms("kp-splits", scale)
         doping = catalog.arms("doping", scale)
-        m, n = 4 * catalog.SCALES[scale]["base"].hidden, 2 * catalog.SCALES[scale]["base"].hidden
+        m, n = gate_shape(catalog.SCALES[scale]["base"].hidden)
         for arm, config in splits.items():
             plain = arm.removesuffix("-flops")
             assert config.with_(kp_split="rank") == doping[plain]    # the same arm as doping's, run once

@@ -54,6 +54,7 @@ import math
 import os
 
 from dkp.compression import shapes
+from dkp.compression.kron_view import gate_shape
 from dkp.training.configs import get_config
 
 # "course": chosen so that every family, all arms and 3 seeds, fits in an hour on a 2-core laptop
@@ -103,7 +104,7 @@ def shrunk_hidden(config, compression):
 
 def _splits_differ(config):
     """Whether kron_shape's two rules give `config`'s Kronecker part different factor shapes."""
-    shape = (4 * config.hidden, 2 * config.hidden)
+    shape = gate_shape(config.hidden)
     target = shapes.structured_target(shape, config.compression, config.doping) if config.doping else config.compression
     return shapes.kron_shape(shape, target) != shapes.kron_shape(shape, target, prefer="flops")
 

@@ -11,7 +11,6 @@ runs go to this process, a pool of processes or a Dask cluster (`dkp.course.exec
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from contextlib import nullcontext
@@ -66,9 +65,9 @@ QUICK_COURSE_PROBES = dict(COURSE_PROBES, tokens=5_000, stats_tokens=1_000)
 
 def run_dir(out, config, seed):
     """Where a run's trained model is kept (checkpoint.npz and metrics.json, as `train` writes
-    them): OUT/models/NAME-KEY-seedS, KEY a hash of the whole config, so that equal arms of
-    different experiments share it."""
-    key = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    them): OUT/models/NAME-KEY-seedS, KEY a hash of the config as `_key` sees it (what makes two
+    experiments' arms the same run)."""
+    key = hashlib.sha1(repr(_key(config.to_dict())).encode()).hexdigest()[:12]
     return os.path.join(out, "models", f"{config.name}-{key}-seed{seed}")
 
 
@@ -227,20 +226,21 @@ def run_experiment(name, seeds=3, quick_mode=False, scale="course", out=None, jo
     bar = _runs_bar(name, len(todo)) if progress and todo else None
     say = bar.write if bar is not None else print
 
+    def tell(arm, seed, text):   # one line per landed run: elapsed, which run, what became of it
+        if progress:
+            say(f"[{time.perf_counter() - t0:6.0f}s] {name}/{arm} seed {seed}: {text}")
+
     def store(arm, record):
         entry = result["arms"][arm]
         entry["runs"].append(record)
         _refresh(entry, reference_hidden)
         io.save_json(path, result)
-        if not progress:
-            return
         if record.get("diverged"):
-            say(f"[{time.perf_counter() - t0:6.0f}s] {name}/{arm} seed {record['seed']}: {record['diverged']}")
+            tell(arm, record["seed"], record["diverged"])
         else:
             s = entry["summary"]["final_valid_ppl"]
-            say(f"[{time.perf_counter() - t0:6.0f}s] {name}/{arm} seed {record['seed']}: valid "
-                f"{record['final_valid_ppl']:.2f} test {record['test_ppl']:.2f}  (arm so far: "
-                f"{s['mean']:.2f} +- {s['std']:.2f}, n={s['n']})")
+            tell(arm, record["seed"], f"valid {record['final_valid_ppl']:.2f} test {record['test_ppl']:.2f}  "
+                                      f"(arm so far: {s['mean']:.2f} +- {s['std']:.2f}, n={s['n']})")
 
     failed = []
     calls = {(arm, seed): (run_one, (configs[arm].to_dict(), seed, probes,
@@ -254,9 +254,7 @@ def run_experiment(name, seeds=3, quick_mode=False, scale="course", out=None, jo
                     store(arm, record)
                 else:
                     failed.append((arm, seed, error))
-                    if progress:
-                        say(f"[{time.perf_counter() - t0:6.0f}s] {name}/{arm} seed {seed}: FAILED "
-                            f"({type(error).__name__}: {error})")
+                    tell(arm, seed, f"FAILED ({type(error).__name__}: {error})")
                 if bar is not None:
                     bar.update(1)
         finally:

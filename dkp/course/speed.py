@@ -26,14 +26,21 @@ TARGETS = (
 )
 
 
-def load_results(path):
-    """The JSON record `benchmarks/inference.py --json PATH` wrote (checked for its main fields)."""
+def _load_record(path, kind, row_fields=()):
+    """A benchmark's JSON record, checked for the fields every record has (command, machine,
+    rows) and, in each row, `row_fields`; `kind` names the benchmark in the error."""
     with open(path) as f:
         record = json.load(f)
-    missing = {"command", "machine", "rows"} - set(record)
+    missing = sorted({"command", "machine", "rows"} - set(record))
+    missing += sorted({f for r in record.get("rows", []) for f in row_fields if f not in r})
     if missing:
-        raise ValueError(f"{path} is not an inference benchmark record: no {sorted(missing)}")
+        raise ValueError(f"{path} is not {kind} record: no {missing}")
     return record
+
+
+def load_results(path):
+    """The JSON record `benchmarks/inference.py --json PATH` wrote (checked for its main fields)."""
+    return _load_record(path, "an inference benchmark")
 
 
 def select(rows, batch=1, steps=1, cache=None, variant=None, floor=False):
@@ -132,19 +139,10 @@ def target_summary(results, key="met_layer"):
     return "; ".join(parts)
 
 
-# --- figures ----------------------------------------------------------------------------------
-
-
 # --- training speed (benchmarks/train_speed.py --sweep --json) ---------------------------------------
 def load_train_speed(path):
     """The record `benchmarks/train_speed.py --sweep --json PATH` wrote (checked for its main fields)."""
-    with open(path) as f:
-        record = json.load(f)
-    missing = {"command", "machine", "rows"} - set(record)
-    bad = [r for r in record.get("rows", []) if not {"config", "threads", "dkp", "torch", "phases"} <= set(r)]
-    if missing or bad:
-        raise ValueError(f"{path} is not a training-speed record: missing {sorted(missing) or 'row fields'}")
-    return record
+    return _load_record(path, "a training-speed", ("config", "threads", "dkp", "torch", "phases"))
 
 
 def train_speed_table(record):
