@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dkp.core.gradcheck import directional, entrywise
-from dkp.core.model import LanguageModel
+from dkp.core.model import LanguageModel, softmax_cross_entropy, softmax_cross_entropy_grad_
 
 V, H, L, T, B = 13, 5, 2, 4, 3
 
@@ -144,3 +144,25 @@ def test_distillation_towards_itself_costs_nothing():
     assert abs(out.cache["parts"]["kl"]) < 1e-12 and out.cache["parts"]["hidden"] == 0.0
     with pytest.raises(ValueError, match="distill needs targets"):
         model.forward(x, model.zero_state(B), distill=target)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_cross_entropy_and_its_gradient_against_float64_formulas(dtype):
+    """The softmax's two functions against log-softmax written out in float64, on awkward rows:
+    large logits (the max shift must prevent overflow), a repeated target, an odd vocabulary."""
+    rng = np.random.default_rng(3)
+    N, V = 7, 13
+    logits = (rng.standard_normal((N, V)) * 30 + 500).astype(dtype)   # exp(500) overflows float32
+    y = np.array([0, 12, 5, 5, 1, 12, 6])
+    ref = logits.astype(np.float64)
+    logp = ref - ref.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))          # (N, V) log-softmax
+    e, sums, logp_y = softmax_cross_entropy(logits, y)
+    assert e.dtype == sums.dtype == logp_y.dtype == dtype and e.shape == (N, V)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(logp_y, logp[np.arange(N), y], rtol=tol, atol=tol)
+    grad = np.exp(logp) * 0.3
+    grad[np.arange(N), y] -= 0.2
+    out = softmax_cross_entropy_grad_(e, sums, y, 0.3, 0.2)
+    assert out is e                                                   # in place
+    np.testing.assert_allclose(e, grad, rtol=tol, atol=tol)

@@ -27,6 +27,29 @@ def dense_vocab(role, shape, rng, init_scale, dtype):
     return Dense.init(shape, rng, init_scale, dtype)
 
 
+def softmax_cross_entropy(logits, targets):
+    """The softmax cross-entropy's forward over the rows of logits (N, V) with targets (N,) ids.
+    Returns (e, sums, logp_y): e = exp(logits - row max) (N, V), the softmax up to its row sums
+    `sums` (N,), and logp_y (N,) the log-probability of each row's target. Computed in the logits'
+    dtype, e the only (N, V) array allocated; `softmax_cross_entropy_grad_` turns e into the
+    gradient of the logits in place."""
+    e = logits - logits.max(axis=1, keepdims=True)           # (N, V)
+    np.exp(e, out=e)
+    sums = e.sum(axis=1)                                     # (N,)
+    logp_y = np.log(e[np.arange(len(targets)), targets]) - np.log(sums)   # (N,)
+    return e, sums, logp_y
+
+
+def softmax_cross_entropy_grad_(e, sums, targets, weight, target_weight):
+    """In place, e <- weight * softmax - target_weight * onehot(targets), from the forward's
+    (e, sums): the gradient of the logits of weight * (-log p(y)) when weight == target_weight
+    (the mean loss over N rows: both 1 / N). A distillation term adds to `weight` (its p - q
+    gradient's p) and subtracts q itself. Returns e."""
+    e *= (weight / sums)[:, None]
+    e[np.arange(len(targets)), targets] -= target_weight
+    return e
+
+
 class DistillTarget(NamedTuple):
     """A teacher's outputs on the same window, for knowledge distillation (see `forward`)."""
     probs: np.ndarray           # (T*B, V) the teacher's softmax
@@ -132,12 +155,8 @@ class LanguageModel:
             if distill is not None:
                 raise ValueError("distill needs targets: distillation adds to the task loss")
             return Forward(logits.reshape(T, B, -1), None, new_state, None)
-        probs = logits - logits.max(axis=1, keepdims=True)    # (TB, V), softmax up to its sum
-        shifted = probs.copy() if distill is not None else None
-        np.exp(probs, out=probs)
-        sums = probs.sum(axis=1)                              # (TB,)
-        yf = targets.reshape(-1)
-        logp_y = np.log(probs[np.arange(T * B), yf]) - np.log(sums)   # (TB,)
+        shifted = logits - logits.max(axis=1, keepdims=True) if distill is not None else None
+        probs, sums, logp_y = softmax_cross_entropy(logits, targets.reshape(-1))   # (TB, V), (TB,), (TB,)
         parts = {"task": float(-np.mean(logp_y))}
         if distill is not None:
             parts.update(self._distill_losses(distill, shifted, sums, hidden))
@@ -172,9 +191,8 @@ class LanguageModel:
         T, B = x.shape
         N = T * B
         kl = 0.0 if d is None else d.kl_weight
-        dlogits = probs                                       # (TB, V), overwritten in place
-        dlogits *= (1.0 + kl) * (scale / N) / cache["sums"][:, None]
-        dlogits[np.arange(N), cache["y"].reshape(-1)] -= scale / N
+        dlogits = softmax_cross_entropy_grad_(probs, cache["sums"], cache["y"].reshape(-1),
+                                              (1.0 + kl) * (scale / N), scale / N)   # (TB, V), in place
         if kl:
             dlogits -= (kl * scale / N) * d.probs             # d KL(q || p) / d logits = p - q
         dh, grads = self.decoder.backward(dlogits, cache["dec"])
