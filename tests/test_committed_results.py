@@ -96,6 +96,23 @@ def test_the_training_speed_record_is_complete_and_the_readme_quotes_it():
         assert row in readme, row
 
 
+def test_the_softmax_speed_record_is_complete_and_the_readme_quotes_it():
+    """data/results/softmax_speed.json holds the softmax layer of small and medium at 1 and 2 threads,
+    dkp and PyTorch timed in one run; the README's table is that record, number for number."""
+    record = io.load_json(RESULTS / "softmax_speed.json")
+    assert record["benchmark"] == "softmax_speed" and len(record["commit"]) == 40
+    assert record["command"] == ("benchmarks/softmax_speed.py --sweep --rounds 5 --reps 10 "
+                                 "--json data/results/softmax_speed.json")
+    assert [(r["config"], r["threads"]) for r in record["rows"]] == [("small", 1), ("small", 2), ("medium", 1),
+                                                                     ("medium", 2)]
+    readme = (RESULTS.parents[1] / "README.md").read_text()
+    for r in record["rows"]:
+        assert r["torch"] and 0 < r["softmax"] < r["dkp"], r
+        row = (f"| {r['config']} | {r['threads']} | {r['dkp'] * 1e3:.1f} | {r['softmax'] * 1e3:.1f} | "
+               f"{r['torch'] * 1e3:.1f} | {r['torch'] / r['dkp']:.2f}x |")
+        assert row in readme, row
+
+
 def test_the_whole_model_readme_holds_the_reports_groupreduce_table_and_verdicts():
     """data/results/whole-model/README.md quotes `python -m dkp report data/results/whole-model` for
     every complete family: its table, row for row, and its verdict lines."""
