@@ -1,0 +1,24 @@
+"""The benchmark scripts run: a tiny, untimed pass of each one's measuring code (the times they
+print are never asserted; the committed records are checked in test_committed_results.py)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_softmax_speed_runs_and_records_its_split():
+    out = subprocess.run([sys.executable, str(BENCH / "softmax_speed.py"), "--config", "tiny", "--rounds", "1",
+                          "--reps", "1", "--threads", "1", "--record", "-"],
+                         check=True, capture_output=True, text=True).stdout
+    record = json.loads(out.strip().splitlines()[-1])
+    assert record["config"] == "tiny" and record["threads"] == 1
+    assert 0 < record["products"] < record["dkp"] and 0 < record["softmax"] < record["dkp"]
+    assert abs(record["products"] + record["softmax"] - record["dkp"]) < 1e-9
+
+
+def test_softmax_speed_refuses_bad_arguments():
+    run = subprocess.run([sys.executable, str(BENCH / "softmax_speed.py"), "--rounds", "0"],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "--rounds and --reps must be >= 1, got 0" in run.stderr
