@@ -18,10 +18,11 @@ every measurement with the machine and the command.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
+
+from timing import alternating_medians, optional_torch, timing_arguments
 
 
 def dkp_step(decoder, b, h, y):
@@ -104,11 +105,7 @@ def sweep(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", default="small", choices=["tiny", "small", "medium", "large"])
-    p.add_argument("--threads", type=int, default=0,
-                   help="BLAS threads for dkp and intra-op threads for torch (default: the libraries' own)")
-    p.add_argument("--rounds", type=int, default=5, help="alternating rounds; medians (default 5)")
-    p.add_argument("--reps", type=int, default=20, help="steps per round (default 20)")
+    timing_arguments(p, "steps")
     p.add_argument("--sweep", action="store_true", help="small and medium, 1 and 2 threads, one table")
     p.add_argument("--json", help="with --sweep: write the measurements to this JSON file")
     p.add_argument("--record", help=argparse.SUPPRESS)   # "-": print one JSON line (what --sweep reads)
@@ -129,21 +126,15 @@ def main():
     rng = np.random.default_rng(1)
     h = rng.standard_normal((N, H)).astype(np.float32)      # (N, H) the last layer's output
     y = rng.integers(0, V, N)                                # (N,) targets
-    try:
-        import torch
-        if args.threads:
-            torch.set_num_threads(args.threads)
-    except ImportError:
-        torch = None
-        print("torch is not installed: timing dkp alone")
-    rounds = []
-    for _ in range(args.rounds):
+    torch = optional_torch(args.threads)
+
+    def dkp_round():
         total, products, softmax = time_dkp(h, y, V, args.reps)
-        r = {"dkp": total, "products": products, "softmax": softmax}
-        if torch is not None:
-            r["torch"] = time_torch(h, y, V, args.reps)
-        rounds.append(r)
-    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+        return {"dkp": total, "products": products, "softmax": softmax}
+    timers = {"dkp": dkp_round}
+    if torch is not None:
+        timers["torch"] = lambda: time_torch(h, y, V, args.reps)
+    med = alternating_medians(args.rounds, timers)
     print(f"config {args.config}: (N, H) = ({N}, {H}) rows into {V} words, threads {args.threads or 'default'}, "
           f"medians of {args.rounds} rounds x {args.reps} steps")
     print(f"dkp:   {med['dkp'] * 1e3:7.2f} ms per step (products {med['products'] * 1e3:.2f} ms, "

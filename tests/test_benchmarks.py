@@ -22,3 +22,17 @@ def test_softmax_speed_refuses_bad_arguments():
     run = subprocess.run([sys.executable, str(BENCH / "softmax_speed.py"), "--rounds", "0"],
                          capture_output=True, text=True)
     assert run.returncode == 2 and "--rounds and --reps must be >= 1, got 0" in run.stderr
+
+
+def test_lstm_speed_runs():
+    out = subprocess.run([sys.executable, str(BENCH / "lstm_speed.py"), "--config", "tiny", "--rounds", "1",
+                          "--reps", "1", "--threads", "1"], check=True, capture_output=True, text=True).stdout
+    assert "config tiny: one layer" in out and "ms per window" in out
+
+
+def test_the_shared_timing_helpers_leave_numpy_unloaded():
+    """The scripts import benchmarks/timing.py before they set the BLAS's thread count from
+    --threads, which only works while NumPy is not loaded yet."""
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import timing; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code, str(BENCH)], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "False"

@@ -1,0 +1,89 @@
+"""One LSTM layer alone: dkp's (the fast path of dkp/core/lstm_fast.py for a dense gate matrix)
+against PyTorch's one-layer nn.LSTM on the same shapes, forward and backward over one window,
+timed in the same run.
+
+    python benchmarks/lstm_speed.py [--config small] [--threads N] [--rounds 5] [--reps 20]
+
+A repetition runs the layer over a (bptt, batch, hidden) float32 window from a zero state and back
+(BPTT with the gradient of sum(h)), dkp with `LSTMLayer.forward` / `backward`, PyTorch with
+autograd. dkp and PyTorch alternate for --rounds rounds and the medians are printed, with the
+layer's arithmetic (3 products of the window by the (4H, 2H) gate matrix: forward, input and
+weight gradients) as a rate. The last line is `dkp / torch: R` (above 1: dkp is faster). PyTorch is
+never a dependency of dkp; without it, only dkp's time is printed.
+"""
+import argparse
+import os
+import time
+
+from timing import alternating_medians, optional_torch, timing_arguments
+
+
+def time_dkp(x, reps):
+    import numpy as np
+
+    from dkp.core.lstm import LSTMLayer
+    from dkp.core.weights import Dense
+    T, B, H = x.shape
+    rng = np.random.default_rng(0)
+    layer = LSTMLayer(Dense.init((4 * H, 2 * H), rng, 0.1), rng.uniform(-0.1, 0.1, 4 * H).astype(np.float32), H, H)
+    state = layer.zero_state(B, np.float32)
+    dh = np.ones_like(x)                                     # (T, B, H) d sum(h) / dh
+
+    def step():
+        hs, _, cache = layer.forward(x, state)
+        layer.backward(dh, cache)
+    step()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        step()
+    return (time.perf_counter() - t0) / reps
+
+
+def time_torch(x, reps):
+    import torch
+    T, B, H = x.shape
+    lstm = torch.nn.LSTM(H, H, 1)
+    xt = torch.from_numpy(x)
+
+    def step():
+        lstm.zero_grad(set_to_none=True)
+        out, _ = lstm(xt)
+        out.sum().backward()
+    step()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        step()
+    return (time.perf_counter() - t0) / reps
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    timing_arguments(p, "windows")
+    args = p.parse_args()
+    if args.rounds < 1 or args.reps < 1:
+        p.error(f"--rounds and --reps must be >= 1, got {args.rounds} and {args.reps}")
+    if args.threads:  # must be set before NumPy loads OpenBLAS
+        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    import numpy as np
+
+    from dkp.training.configs import get_config
+    config = get_config(args.config)
+    T, B, H = config.bptt, config.batch, config.hidden
+    x = np.random.default_rng(1).standard_normal((T, B, H)).astype(np.float32)   # (T, B, H)
+    torch = optional_torch(args.threads)
+    timers = {"dkp": lambda: time_dkp(x, args.reps)}
+    if torch is not None:
+        timers["torch"] = lambda: time_torch(x, args.reps)
+    med = alternating_medians(args.rounds, timers)
+    flop = 3 * 2 * T * B * (4 * H) * (2 * H)                 # the three window-sized products
+    print(f"config {args.config}: one layer, (T, B, H) = ({T}, {B}, {H}), threads {args.threads or 'default'}, "
+          f"medians of {args.rounds} rounds x {args.reps} windows")
+    print(f"dkp:   {med['dkp'] * 1e3:7.2f} ms per window ({flop / med['dkp'] / 1e9:.1f} GFLOP/s of its products)")
+    if torch is not None:
+        print(f"torch: {med['torch'] * 1e3:7.2f} ms per window ({flop / med['torch'] / 1e9:.1f} GFLOP/s; "
+              f"{torch.__version__}, {torch.get_num_threads()} threads)")
+        print(f"dkp / torch: {med['torch'] / med['dkp']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""What the PyTorch-referenced benchmark scripts share (lstm_speed.py, softmax_speed.py). It imports
+neither NumPy nor dkp, so a script can read its options and set the BLAS's thread count before
+NumPy loads it."""
+import statistics
+
+
+def optional_torch(threads=0):
+    """PyTorch, if importable, with `threads` intra-op threads (0: its own default); None without it.
+    A benchmark's reference only: PyTorch is never a dependency of dkp."""
+    try:
+        import torch
+    except ImportError:
+        print("torch is not installed: timing dkp alone")
+        return None
+    if threads:
+        torch.set_num_threads(threads)
+    return torch
+
+
+def alternating_medians(rounds, timers):
+    """Call every timer of {name: () -> seconds, or {part: seconds}} in turn, `rounds` times, so that
+    a change in the machine's load hits all alike; the median of each: {name or part: seconds}."""
+    runs = []
+    for _ in range(rounds):
+        r = {}
+        for name, timer in timers.items():
+            t = timer()
+            r.update(t if isinstance(t, dict) else {name: t})
+        runs.append(r)
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def timing_arguments(parser, unit):
+    """The options every PyTorch-referenced benchmark script shares: --config, --threads, --rounds,
+    --reps (`unit`: what one repetition times, for the help)."""
+    parser.add_argument("--config", default="small", choices=["tiny", "small", "medium", "large"])
+    parser.add_argument("--threads", type=int, default=0,
+                        help="BLAS threads for dkp and intra-op threads for torch (default: the libraries' own)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; medians (default 5)")
+    parser.add_argument("--reps", type=int, default=20, help=f"{unit} per round (default 20)")
