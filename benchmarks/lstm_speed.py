@@ -2,14 +2,15 @@
 against PyTorch's one-layer nn.LSTM on the same shapes, forward and backward over one window,
 timed in the same run.
 
-    python benchmarks/lstm_speed.py [--config small] [--threads N] [--rounds 5] [--reps 20]
+    python benchmarks/lstm_speed.py [--config small] [--threads N] [--rounds 5] [--reps 20] [--products]
 
 A repetition runs the layer over a (bptt, batch, hidden) float32 window from a zero state and back
 (BPTT with the gradient of sum(h)), dkp with `LSTMLayer.forward` / `backward`, PyTorch with
 autograd. dkp and PyTorch alternate for --rounds rounds and the medians are printed, with the
 layer's arithmetic (3 products of the window by the (4H, 2H) gate matrix: forward, input and
 weight gradients) as a rate. The last line is `dkp / torch: R` (above 1: dkp is faster). PyTorch is
-never a dependency of dkp; without it, only dkp's time is printed.
+never a dependency of dkp; without it, only dkp's time is printed. With --products, the layer's
+matrix products alone are timed too, each shape in NumPy (dkp's BLAS) and in PyTorch, as rates.
 """
 import argparse
 import os
@@ -56,9 +57,42 @@ def time_torch(x, reps):
     return (time.perf_counter() - t0) / reps
 
 
+def product_shapes(T, B, H):
+    """(name, M, K, N) of the products of one window of the fast path (dkp/core/lstm_fast.py)."""
+    return [("input projection  (TB, H) @ (H, 4H)", T * B, H, 4 * H),
+            ("recurrent step    (B, H) @ (H, 4H)", B, H, 4 * H),
+            ("recurrent grad    (B, 4H) @ (4H, H)", B, 4 * H, H),
+            ("input grad        (TB, 4H) @ (4H, H)", T * B, 4 * H, H),
+            ("weight grad       (4H, TB) @ (TB, 2H)", 4 * H, T * B, 2 * H)]
+
+
+def time_products(T, B, H, torch, reps):
+    """{name: (NumPy GFLOP/s, PyTorch GFLOP/s or None)} of each product of `product_shapes`."""
+    import numpy as np
+    rng = np.random.default_rng(2)
+    rates = {}
+    for name, M, K, N in product_shapes(T, B, H):
+        a, b = (rng.standard_normal(s).astype(np.float32) for s in ((M, K), (K, N)))
+        out = np.empty((M, N), np.float32)
+        calls = [lambda: np.matmul(a, b, out=out)]
+        if torch is not None:
+            ta, tb, tout = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(out)
+            calls.append(lambda: torch.mm(ta, tb, out=tout))
+        rate = []
+        for call in calls:
+            call()
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                call()
+            rate.append(2 * M * K * N * reps / (time.perf_counter() - t0) / 1e9)
+        rates[name] = (rate[0], rate[1] if torch is not None else None)
+    return rates
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     timing_arguments(p, "windows")
+    p.add_argument("--products", action="store_true", help="also time the layer's matrix products alone")
     args = p.parse_args()
     if args.rounds < 1 or args.reps < 1:
         p.error(f"--rounds and --reps must be >= 1, got {args.rounds} and {args.reps}")
@@ -83,6 +117,10 @@ def main():
         print(f"torch: {med['torch'] * 1e3:7.2f} ms per window ({flop / med['torch'] / 1e9:.1f} GFLOP/s; "
               f"{torch.__version__}, {torch.get_num_threads()} threads)")
         print(f"dkp / torch: {med['torch'] / med['dkp']:.2f}")
+    if args.products:
+        print("the layer's products alone, GFLOP/s (NumPy's BLAS, which dkp uses; PyTorch's):")
+        for name, (np_rate, torch_rate) in time_products(T, B, H, torch, 10 * args.reps).items():
+            print(f"  {name}: {np_rate:6.1f}  " + (f"{torch_rate:6.1f}" if torch_rate else "-"))
 
 
 if __name__ == "__main__":

@@ -24,10 +24,13 @@ def test_softmax_speed_refuses_bad_arguments():
     assert run.returncode == 2 and "--rounds and --reps must be >= 1, got 0" in run.stderr
 
 
-def test_lstm_speed_runs():
+def test_lstm_speed_runs_with_every_product_of_the_window():
     out = subprocess.run([sys.executable, str(BENCH / "lstm_speed.py"), "--config", "tiny", "--rounds", "1",
-                          "--reps", "1", "--threads", "1"], check=True, capture_output=True, text=True).stdout
+                          "--reps", "1", "--threads", "1", "--products"],
+                         check=True, capture_output=True, text=True).stdout
     assert "config tiny: one layer" in out and "ms per window" in out
+    for name in ("input projection", "recurrent step", "recurrent grad", "input grad", "weight grad"):
+        assert name in out, name
 
 
 def test_the_shared_timing_helpers_leave_numpy_unloaded():
