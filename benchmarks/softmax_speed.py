@@ -18,11 +18,9 @@ every measurement with the machine and the command.
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
-from timing import alternating_medians, optional_torch, timing_arguments
+from timing import alternating_medians, optional_torch, sweep_rows, timing_arguments
 
 
 def dkp_step(decoder, b, h, y):
@@ -76,18 +74,9 @@ def time_torch(h, y, V, reps):
     return (time.perf_counter() - t0) / reps
 
 
-SWEEP = [("small", 1), ("small", 2), ("medium", 1), ("medium", 2)]
-
-
 def sweep(args):
-    """Every (config, threads) of SWEEP in a child process of its own; a table, and --json."""
-    rows = []
-    for config, threads in SWEEP:
-        cmd = [sys.executable, __file__, "--config", config, "--threads", str(threads), "--rounds", str(args.rounds),
-               "--reps", str(args.reps), "--record", "-"]
-        print(f"{config}, {threads} thread(s) ...", flush=True)
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+    """Every (config, threads) of timing.SWEEP in a child process of its own; a table, and --json."""
+    rows = sweep_rows(__file__, ["--rounds", str(args.rounds), "--reps", str(args.reps)])
     print()
     print("| config | threads | dkp ms per step | of which softmax | PyTorch ms per step | dkp / PyTorch (speed) |")
     print("|---|---|---|---|---|---|")

@@ -1,7 +1,12 @@
-"""What the PyTorch-referenced benchmark scripts share (lstm_speed.py, softmax_speed.py). It imports
-neither NumPy nor dkp, so a script can read its options and set the BLAS's thread count before
-NumPy loads it."""
+"""What the PyTorch-referenced benchmark scripts share (train_speed.py, lstm_speed.py,
+softmax_speed.py). It imports neither NumPy nor dkp, so a script can read its options and set the
+BLAS's thread count before NumPy loads it."""
+import json
 import statistics
+import subprocess
+import sys
+
+SWEEP = [("small", 1), ("small", 2), ("medium", 1), ("medium", 2)]   # (config, threads) of --sweep
 
 
 def optional_torch(threads=0):
@@ -38,3 +43,16 @@ def timing_arguments(parser, unit):
                         help="BLAS threads for dkp and intra-op threads for torch (default: the libraries' own)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; medians (default 5)")
     parser.add_argument("--reps", type=int, default=20, help=f"{unit} per round (default 20)")
+
+
+def sweep_rows(script, options, sweep=SWEEP):
+    """Run `script` once per (config, threads) of `sweep`, each in a child process of its own (the
+    BLAS reads its thread count when it loads), with `options` and `--record -`; the JSON record
+    each child prints last, in order."""
+    rows = []
+    for config, threads in sweep:
+        cmd = [sys.executable, str(script), "--config", config, "--threads", str(threads), *options, "--record", "-"]
+        print(f"{config}, {threads} thread(s) ...", flush=True)
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    return rows

@@ -22,9 +22,9 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
+
+from timing import sweep_rows
 
 
 class PhaseTimer:
@@ -145,18 +145,10 @@ def measure(args, config):
             "torch_threads": None if torch is None else torch.get_num_threads()}
 
 
-SWEEP = [("small", 1), ("small", 2), ("medium", 1), ("medium", 2)]
-
-
 def sweep(args):
-    """Every (config, threads) of SWEEP in a child process of its own; a table, and --json."""
-    rows = []
-    for config, threads in SWEEP:
-        cmd = [sys.executable, __file__, "--config", config, "--threads", str(threads), "--steps", str(args.steps),
-               "--rounds", str(args.rounds), "--phases", "--record", "-"] + (["--torch"] if args.torch else [])
-        print(f"{config}, {threads} thread(s) ...", flush=True)
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+    """Every (config, threads) of timing.SWEEP in a child process of its own; a table, and --json."""
+    rows = sweep_rows(__file__, ["--steps", str(args.steps), "--rounds", str(args.rounds), "--phases"]
+                      + (["--torch"] if args.torch else []))
     print()
     print("| config | threads | dkp words/s | torch words/s | dkp / torch | LSTM | decoder products | update | rest |")
     print("|---|---|---|---|---|---|---|---|---|")

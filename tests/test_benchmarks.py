@@ -39,3 +39,15 @@ def test_the_shared_timing_helpers_leave_numpy_unloaded():
     code = "import sys; sys.path.insert(0, sys.argv[1]); import timing; print('numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code, str(BENCH)], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_sweep_runs_each_config_in_a_child_and_collects_its_record():
+    """benchmarks/timing.sweep_rows, which train_speed.py and softmax_speed.py --sweep share, on a
+    one-row sweep of the tiny config."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        from timing import sweep_rows
+    finally:
+        sys.path.remove(str(BENCH))
+    rows = sweep_rows(BENCH / "softmax_speed.py", ["--rounds", "1", "--reps", "1"], sweep=[("tiny", 1)])
+    assert [(r["config"], r["threads"]) for r in rows] == [("tiny", 1)] and rows[0]["dkp"] > 0
