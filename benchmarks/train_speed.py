@@ -17,6 +17,11 @@ With --rounds R, dkp and PyTorch are timed R times each, alternating, and the me
 a change in the machine's load hits both alike. --sweep runs small and medium with 1 and with 2
 threads (each in a process of its own: the BLAS reads its thread count when it loads), prints one
 table and, with --json, writes every measurement with the machine and the command.
+
+For the dense model it also prints the step's arithmetic against the machine: the FLOPs of one
+training step per word (`step_flops_per_word`), the float32 matrix-product rate NumPy's BLAS reaches
+on this machine with the same threads (`matmul_gflops`), the words/s that rate would give if the step
+were nothing but its products, and the share of that limit dkp and PyTorch reach.
 """
 import argparse
 import json
@@ -59,6 +64,35 @@ def time_phases(trainer):
     timer.wrap(trainer.model.decoder, "backward", "decoder")
     timer.wrap(trainer.optimizer, "step", "update")
     return timer
+
+
+VOCAB = 10000   # PTB's vocabulary: the decoder's rows
+
+
+def step_flops_per_word(config, vocab=VOCAB):
+    """FLOPs of one training step per word of the dense model: its products, 2 FLOPs per
+    multiply-add. Each layer's (4H, 2H) gate matrix and the (V, H) decoder are used three times per
+    word: forward, the input's gradient and the weight's gradient. The element-wise work (the gates,
+    the softmax and its gradient, dropout, the clip, the update) is left out: a handful of operations
+    per logit, the exponential among them, against the 6H FLOPs per logit of the decoder's products
+    (1,200 on small)."""
+    H = config.hidden
+    return 3 * 2 * (config.layers * (4 * H) * (2 * H) + vocab * H)
+
+
+def matmul_gflops(n=2048, reps=5):
+    """The float32 matrix-product rate (GFLOP/s) of NumPy's BLAS on this machine, with the thread
+    count it loaded with: the best of `reps` products of two n x n matrices."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    out = a @ b                     # warm-up: the BLAS starts its threads
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
 
 
 def dkp_speed(config, steps, warmup=3, fast=True, phases=None):
@@ -140,9 +174,19 @@ def measure(args, config):
             r["torch"] = torch_speed(config, args.steps, args.threads)
         rounds.append(r)
     med = lambda k: statistics.median(r[k] for r in rounds) if k in rounds[0] else None  # noqa: E731
+    dense = config.structure == "dense" and config.vocab_structure == "dense"
     return {"dkp": med("dkp"), "torch": med("torch"), "phases": shares, "rounds": rounds,
             "torch_version": None if torch is None else torch.__version__,
-            "torch_threads": None if torch is None else torch.get_num_threads()}
+            "torch_threads": None if torch is None else torch.get_num_threads(),
+            "flops_per_word": step_flops_per_word(config) if dense else None,
+            "matmul_gflops": matmul_gflops() if dense else None}
+
+
+def matmul_limit(m):
+    """The words/s a step made of nothing but its products would reach at the measured matmul rate,
+    and the share of it dkp and PyTorch reach: (limit, {"dkp": share, "torch": share or None})."""
+    limit = m["matmul_gflops"] * 1e9 / m["flops_per_word"]
+    return limit, {k: (m[k] / limit if m[k] else None) for k in ("dkp", "torch")}
 
 
 def sweep(args):
@@ -150,14 +194,18 @@ def sweep(args):
     rows = sweep_rows(__file__, ["--steps", str(args.steps), "--rounds", str(args.rounds), "--phases"]
                       + (["--torch"] if args.torch else []))
     print()
-    print("| config | threads | dkp words/s | torch words/s | dkp / torch | LSTM | decoder products | update | rest |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| config | threads | dkp words/s | torch words/s | dkp / torch | LSTM | decoder products | update | rest "
+          "| matmul GFLOP/s | limit words/s | dkp | torch |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ph = r["phases"]
         ratio = f"{r['dkp'] / r['torch']:.2f}x" if r["torch"] else "-"
         torch_wps = f"{r['torch']:,.0f}" if r["torch"] else "-"
+        limit, share = matmul_limit(r)
+        torch_share = f"{share['torch']:.0%}" if share["torch"] else "-"
         print(f"| {r['config']} | {r['threads']} | {r['dkp']:,.0f} | {torch_wps} | {ratio} | {ph['lstm']:.0%} | "
-              f"{ph['decoder']:.0%} | {ph['update']:.0%} | {ph['rest (softmax, embedding, dropout, clip)']:.0%} |")
+              f"{ph['decoder']:.0%} | {ph['update']:.0%} | {ph['rest (softmax, embedding, dropout, clip)']:.0%} | "
+              f"{r['matmul_gflops']:.0f} | {limit:,.0f} | {share['dkp']:.0%} | {torch_share} |")
     if args.json:
         from dkp.core import io
         from dkp.course.bench import machine
@@ -215,6 +263,11 @@ def main():
     if m["torch"]:
         print(f"torch {m['torch_version']} nn.LSTM words/s: {m['torch']:.0f}  (threads: {m['torch_threads']})")
         print(f"dkp / torch: {wps / m['torch']:.2f}x")
+    if m["flops_per_word"]:
+        limit, share = matmul_limit(m)
+        print(f"arithmetic: {m['flops_per_word'] / 1e6:.1f} MFLOP per word; float32 matmul {m['matmul_gflops']:.0f} "
+              f"GFLOP/s here -> at most {limit:,.0f} words/s; dkp reaches {share['dkp']:.0%} of it"
+              + (f", torch {share['torch']:.0%}" if share["torch"] else ""))
     print(f"words/s: {wps:.0f}")
     if args.record == "-":
         print(json.dumps({"config": args.config, "threads": args.threads, **m}))

@@ -51,3 +51,35 @@ def test_a_sweep_runs_each_config_in_a_child_and_collects_its_record():
         sys.path.remove(str(BENCH))
     rows = sweep_rows(BENCH / "softmax_speed.py", ["--rounds", "1", "--reps", "1"], sweep=[("tiny", 1)])
     assert [(r["config"], r["threads"]) for r in rows] == [("tiny", 1)] and rows[0]["dkp"] > 0
+
+
+def test_train_speed_counts_the_steps_arithmetic_and_the_matmul_limit():
+    """The dense model's FLOPs per word are its products' (three uses of each gate matrix and of the
+    decoder), and the limit the record implies is the measured matmul rate over them."""
+    out = subprocess.run([sys.executable, str(BENCH / "train_speed.py"), "--config", "tiny", "--steps", "1",
+                          "--rounds", "1", "--threads", "1", "--record", "-"],
+                         check=True, capture_output=True, text=True).stdout
+    record = json.loads(out.strip().splitlines()[-1])
+    sys.path.insert(0, str(BENCH))
+    try:
+        from train_speed import matmul_limit
+    finally:
+        sys.path.remove(str(BENCH))
+    from dkp.training.configs import get_config
+    c = get_config("tiny")
+    H, L = c.hidden, c.layers
+    assert record["flops_per_word"] == 3 * 2 * (L * 4 * H * 2 * H + 10000 * H)
+    assert record["matmul_gflops"] > 0 and record["dkp"] > 0
+    limit, share = matmul_limit(record)
+    assert limit == record["matmul_gflops"] * 1e9 / record["flops_per_word"]
+    assert share["dkp"] == record["dkp"] / limit and share["torch"] is None
+    assert "MFLOP per word" in out and f"dkp reaches {share['dkp']:.0%} of it" in out
+
+
+def test_train_speed_leaves_the_arithmetic_out_for_a_compressed_model():
+    out = subprocess.run([sys.executable, str(BENCH / "train_speed.py"), "--config", "tiny", "--steps", "1",
+                          "--threads", "1", "--structure", "kp", "--record", "-"],
+                         check=True, capture_output=True, text=True).stdout
+    record = json.loads(out.strip().splitlines()[-1])
+    assert record["flops_per_word"] is None and record["matmul_gflops"] is None
+    assert "MFLOP per word" not in out
