@@ -80,9 +80,10 @@ def step_flops_per_word(config, vocab=VOCAB):
     return 3 * 2 * (config.layers * (4 * H) * (2 * H) + vocab * H)
 
 
-def matmul_gflops(n=2048, reps=5):
+def matmul_gflops(n=2048, reps=10):
     """The float32 matrix-product rate (GFLOP/s) of NumPy's BLAS on this machine, with the thread
-    count it loaded with: the best of `reps` products of two n x n matrices."""
+    count it loaded with: the best of `reps` products of two n x n matrices. Measured before any
+    other timing of the process (PyTorch's idle threads, once started, would share the cores)."""
     import numpy as np
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
@@ -155,8 +156,11 @@ def torch_speed(config, steps, threads, warmup=3):
 
 
 def measure(args, config):
-    """{"dkp": words/s, "torch": words/s or None, "phases": {...} or None, "rounds": [...]}, the
-    medians over args.rounds alternating rounds."""
+    """{"dkp": words/s, "torch": words/s or None, "phases": {...} or None, "rounds": [...], ...}, the
+    medians over args.rounds alternating rounds, and for the dense model "flops_per_word" and
+    "matmul_gflops" (`step_flops_per_word`, `matmul_gflops`; None for a compressed one)."""
+    dense = config.structure == "dense" and config.vocab_structure == "dense"
+    rate = matmul_gflops() if dense else None
     shares = None
     if args.phases:   # a separate epoch, so that the wrapping costs the timed ones nothing
         shares = {}
@@ -174,12 +178,11 @@ def measure(args, config):
             r["torch"] = torch_speed(config, args.steps, args.threads)
         rounds.append(r)
     med = lambda k: statistics.median(r[k] for r in rounds) if k in rounds[0] else None  # noqa: E731
-    dense = config.structure == "dense" and config.vocab_structure == "dense"
     return {"dkp": med("dkp"), "torch": med("torch"), "phases": shares, "rounds": rounds,
             "torch_version": None if torch is None else torch.__version__,
             "torch_threads": None if torch is None else torch.get_num_threads(),
             "flops_per_word": step_flops_per_word(config) if dense else None,
-            "matmul_gflops": matmul_gflops() if dense else None}
+            "matmul_gflops": rate}
 
 
 def matmul_limit(m):
