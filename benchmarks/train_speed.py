@@ -185,36 +185,19 @@ def measure(args, config):
             "matmul_gflops": rate}
 
 
-def matmul_limit(m):
-    """The words/s a step made of nothing but its products would reach at the measured matmul rate,
-    and the share of it dkp and PyTorch reach: (limit, {"dkp": share, "torch": share or None})."""
-    limit = m["matmul_gflops"] * 1e9 / m["flops_per_word"]
-    return limit, {k: (m[k] / limit if m[k] else None) for k in ("dkp", "torch")}
-
-
 def sweep(args):
     """Every (config, threads) of timing.SWEEP in a child process of its own; a table, and --json."""
     rows = sweep_rows(__file__, ["--steps", str(args.steps), "--rounds", str(args.rounds), "--phases"]
                       + (["--torch"] if args.torch else []))
+    from dkp.core import io
+    from dkp.course.bench import machine
+    from dkp.course.speed import train_speed_markdown
+    record = {"benchmark": "train_speed", "steps": args.steps, "rounds": args.rounds, "machine": machine(),
+              "rows": rows, **io.provenance()}
     print()
-    print("| config | threads | dkp words/s | torch words/s | dkp / torch | LSTM | decoder products | update | rest "
-          "| matmul GFLOP/s | limit words/s | dkp | torch |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        ph = r["phases"]
-        ratio = f"{r['dkp'] / r['torch']:.2f}x" if r["torch"] else "-"
-        torch_wps = f"{r['torch']:,.0f}" if r["torch"] else "-"
-        limit, share = matmul_limit(r)
-        torch_share = f"{share['torch']:.0%}" if share["torch"] else "-"
-        print(f"| {r['config']} | {r['threads']} | {r['dkp']:,.0f} | {torch_wps} | {ratio} | {ph['lstm']:.0%} | "
-              f"{ph['decoder']:.0%} | {ph['update']:.0%} | {ph['rest (softmax, embedding, dropout, clip)']:.0%} | "
-              f"{r['matmul_gflops']:.0f} | {limit:,.0f} | {share['dkp']:.0%} | {torch_share} |")
+    print(train_speed_markdown(record))
     if args.json:
-        from dkp.core import io
-        from dkp.course.bench import machine
-        io.save_json(args.json, {"benchmark": "train_speed", "steps": args.steps, "rounds": args.rounds,
-                                 "machine": machine(), "rows": rows,
-                                 **io.provenance()})
+        io.save_json(args.json, record)
         print(f"wrote {args.json}")
 
 
@@ -263,9 +246,10 @@ def main():
         print(f"reference path (dkp/core/lstm.py) words/s: {ref:.0f};  fast path / reference: {wps / ref:.2f}x")
     if args.structure != "dense":
         print(f"compressed / dense: {wps / dense_wps:.2f}x")
+    from dkp.course.speed import fmt_ratio, matmul_limit, paired_ratio
     if m["torch"]:
         print(f"torch {m['torch_version']} nn.LSTM words/s: {m['torch']:.0f}  (threads: {m['torch_threads']})")
-        print(f"dkp / torch: {wps / m['torch']:.2f}x")
+        print(f"dkp / torch: {fmt_ratio(paired_ratio(m))}  (median and range of the rounds' ratios)")
     if m["flops_per_word"]:
         limit, share = matmul_limit(m)
         print(f"arithmetic: {m['flops_per_word'] / 1e6:.1f} MFLOP per word; float32 matmul {m['matmul_gflops']:.0f} "

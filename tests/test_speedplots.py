@@ -210,6 +210,7 @@ def test_training_speed_record_table_and_figure(tmp_path):
     record = sp.load_train_speed(RESULTS.parent / "train_speed.json")
     text = sp.train_speed_table(record)
     assert len(text.splitlines()) == 2 + len(record["rows"]) and "dkp / PyTorch" in text
+    assert len(sp.train_speed_markdown(record).splitlines()) == 2 + len(record["rows"])
     fig = speed_figures.plot_train_speed(record)
     for ax in fig.axes:
         assert ax.get_title() and ax.get_ylabel() and ax.get_legend() is not None
@@ -218,3 +219,22 @@ def test_training_speed_record_table_and_figure(tmp_path):
     bad.write_text(json.dumps({"command": "x", "machine": {}, "rows": [{"config": "small"}]}))
     with pytest.raises(ValueError, match="not a training-speed record"):
         sp.load_train_speed(bad)
+
+
+def test_the_speed_ratio_is_taken_round_by_round():
+    """dkp / PyTorch is the median of each round's ratio (the pair timed together), with its range;
+    the matmul limit is the measured rate over the step's FLOPs per word."""
+    row = {"config": "small", "threads": 1, "dkp": 5.0, "torch": 4.0, "phases": {k: 0.25 for k in sp.PHASES},
+           "rounds": [{"dkp": 4.0, "torch": 4.0}, {"dkp": 6.0, "torch": 3.0}, {"dkp": 5.0, "torch": 4.0}],
+           "flops_per_word": 2e6, "matmul_gflops": 100.0}
+    assert sp.paired_ratio(row) == (1.25, 1.0, 2.0)
+    assert sp.fmt_ratio(sp.paired_ratio(row)) == "1.25x (1.00-2.00)"
+    even = dict(row, rounds=row["rounds"][:2])
+    assert sp.paired_ratio(even) == (1.5, 1.0, 2.0)
+    assert sp.paired_ratio(dict(row, torch=None)) is None and sp.fmt_ratio(None) == "-"
+    limit, share = sp.matmul_limit(row)
+    assert limit == 100e9 / 2e6 and share == {"dkp": 5.0 / limit, "torch": 4.0 / limit}
+    assert sp.matmul_limit(dict(row, flops_per_word=None)) is None     # a compressed model, or an older record
+    table = sp.train_speed_markdown({"rows": [row, dict(row, flops_per_word=None)]}).splitlines()
+    assert table[2] == "| small | 1 | 5 | 4 | 1.25x (1.00-2.00) | 25% | 25% | 25% | 25% | 2.0 | 100 | 50,000 | 0% | 0% |"
+    assert table[3].endswith("| 25% | - | - | - | - | - |")

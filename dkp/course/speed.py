@@ -145,18 +145,72 @@ def load_train_speed(path):
     return _load_record(path, "a training-speed", ("config", "threads", "dkp", "torch", "phases"))
 
 
+def paired_ratio(row):
+    """dkp / PyTorch of a training-speed row, round by round: each round times dkp and then PyTorch,
+    so a change in the machine's load between rounds hits the pair alike and their ratio is the
+    measurement. (median, lowest, highest) of the rounds' ratios; None without PyTorch."""
+    if not row.get("torch"):
+        return None
+    ratios = sorted(r["dkp"] / r["torch"] for r in row["rounds"])
+    n = len(ratios)
+    median = ratios[n // 2] if n % 2 else (ratios[n // 2 - 1] + ratios[n // 2]) / 2
+    return median, ratios[0], ratios[-1]
+
+
+def fmt_ratio(ratio):
+    """'1.06x (1.01-1.27)' for paired_ratio's (median, lowest, highest); '-' for None."""
+    return "-" if ratio is None else f"{ratio[0]:.2f}x ({ratio[1]:.2f}-{ratio[2]:.2f})"
+
+
+def matmul_limit(row):
+    """The words/s a training step made of nothing but its products would reach at the row's measured
+    float32 matmul rate (benchmarks/train_speed.py: `flops_per_word`, `matmul_gflops`), and the share
+    of it dkp and PyTorch reach: (limit, {"dkp": share, "torch": share or None}); None when the row
+    has no arithmetic (a compressed model, or a record from before it was measured)."""
+    if not row.get("flops_per_word") or not row.get("matmul_gflops"):
+        return None
+    limit = row["matmul_gflops"] * 1e9 / row["flops_per_word"]
+    return limit, {k: (row[k] / limit if row.get(k) else None) for k in ("dkp", "torch")}
+
+
+def train_speed_markdown(record):
+    """The record as the Markdown table the README quotes: config, threads, dkp and PyTorch words/s
+    (medians of the rounds), dkp / PyTorch (`paired_ratio`: median and range over the rounds), the share
+    of dkp's step in each phase, and the step's arithmetic against the measured matmul rate."""
+    lines = ["| config | threads | dkp words/s | PyTorch words/s | dkp / PyTorch: median (range) of the rounds "
+             "| dkp's time in: LSTM | decoder products | update | rest (softmax, embedding, clip) "
+             "| MFLOP per word | matmul GFLOP/s | its limit, words/s | dkp / limit | PyTorch / limit |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in record["rows"]:
+        torch = f"{r['torch']:,.0f}" if r["torch"] else "-"
+        cells = [r["config"], str(r["threads"]), f"{r['dkp']:,.0f}", torch, fmt_ratio(paired_ratio(r)),
+                 *(f"{r['phases'][k]:.0%}" for k in PHASES)]
+        lim = matmul_limit(r)
+        if lim is None:
+            cells += ["-"] * 5
+        else:
+            limit, share = lim
+            cells += [f"{r['flops_per_word'] / 1e6:.1f}", f"{r['matmul_gflops']:.0f}", f"{limit:,.0f}",
+                      f"{share['dkp']:.0%}", f"{share['torch']:.0%}" if share["torch"] else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def train_speed_table(record):
-    """The record as a text table: config, threads, dkp and PyTorch words/s, their ratio, and the
-    share of dkp's step in each phase."""
+    """The record as a text table: config, threads, dkp and PyTorch words/s, their ratio (median and
+    range of the rounds' ratios), the share of dkp's step in each phase, and dkp's and PyTorch's
+    share of the words/s the measured matmul rate allows."""
     lines = []
     for r in record["rows"]:
         ph = r["phases"]
         torch = f"{r['torch']:,.0f}" if r["torch"] else "-"
-        ratio = f"{r['dkp'] / r['torch']:.2f}x" if r["torch"] else "-"
-        lines.append([r["config"], str(r["threads"]), f"{r['dkp']:,.0f}", torch, ratio,
-                      *(f"{ph[k]:.0%}" for k in PHASES)])
-    return text_table(["config", "threads", "dkp words/s", "PyTorch words/s", "dkp / PyTorch",
-                       *PHASE_LABELS], lines)
+        lim = matmul_limit(r)
+        limit = ["-", "-"] if lim is None else [f"{lim[1]['dkp']:.0%}",
+                                               f"{lim[1]['torch']:.0%}" if lim[1]["torch"] else "-"]
+        lines.append([r["config"], str(r["threads"]), f"{r['dkp']:,.0f}", torch, fmt_ratio(paired_ratio(r)),
+                      *(f"{ph[k]:.0%}" for k in PHASES), *limit])
+    return text_table(["config", "threads", "dkp words/s", "PyTorch words/s", "dkp / PyTorch (rounds)",
+                       *PHASE_LABELS, "dkp / limit", "PyTorch / limit"], lines)
 
 
 # the phases benchmarks/train_speed.py --phases times, in its keys, and their short labels

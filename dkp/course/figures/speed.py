@@ -110,11 +110,12 @@ def plot_roofline(rows, caches=CACHES, variant="fused", title=None):
 
 def plot_train_speed(record, title=None):
     """Training words/s of dkp and PyTorch for each (config, threads) of a train_speed record
-    (left), and where dkp's step spends its time (right, stacked shares)."""
+    (left, medians of the rounds, labelled with the median of the rounds' ratios), and where dkp's
+    step spends its time (right, stacked shares)."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from dkp.course.speed import PHASE_LABELS, PHASES
+    from dkp.course.speed import PHASE_LABELS, PHASES, paired_ratio
     rows = record["rows"]
     labels = [f"{r['config']}\n{r['threads']} thread{'s' if r['threads'] > 1 else ''}" for r in rows]
     x = np.arange(len(rows))
@@ -124,12 +125,13 @@ def plot_train_speed(record, title=None):
     left.bar(x - 0.2, dkp, 0.4, label="dkp (NumPy + Numba)", color="tab:blue")
     left.bar(x + 0.2, torch, 0.4, label="PyTorch nn.LSTM", color="tab:gray")
     for i, r in enumerate(rows):
-        if r["torch"]:
-            left.annotate(f"{r['dkp'] / r['torch']:.2f}x", (x[i] - 0.2, dkp[i]), xytext=(0, 3),
+        ratio = paired_ratio(r)
+        if ratio:
+            left.annotate(f"{ratio[0]:.2f}x", (x[i] - 0.2, dkp[i]), xytext=(0, 3),
                           textcoords="offset points", ha="center", fontsize=8)
     left.set_xticks(x, labels)
     left.set_ylabel("training words / s")
-    left.set_title("Training speed, same model, same run (label: dkp / PyTorch)")
+    left.set_title("Training speed, same model, same run (label: dkp / PyTorch, median of the rounds)")
     left.legend(loc="upper right")
     bottom = np.zeros(len(rows))
     for key, label, color in zip(PHASES, PHASE_LABELS, ("tab:blue", "tab:orange", "tab:green", "tab:gray")):
