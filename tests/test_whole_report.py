@@ -60,6 +60,8 @@ def test_whole_model_verdicts_and_the_int8_rule():
     assert h["W1"]["holds"] is True                     # 14100 / 600 = 23.5x
     assert any("against dense (the teacher): +16.7%" in n for n in h["W1"]["notes"])
     assert h["W2"]["holds"] is True and h["W2b"]["holds"] is False and h["W3"]["holds"] is False
+    assert h["W2"]["notes"] == ["what distillation adds to the teacher's start (doped-kp-teacher-ilkd vs "
+                                "doped-kp-teacher, not a planned hypothesis): difference -3.50 (2-sd threshold 1.41)"]
     assert h["Q1"]["holds"] is True                     # 0.1% everywhere
     results["whole-model"]["arms"]["dense"]["runs"][1]["quantized"]["final_valid_ppl"] = 120.0 * 1.02
     h = {x["id"]: x for x in whole.hypotheses(results)}
