@@ -73,3 +73,35 @@ def test_the_groupreduce_statements_of_notebook_09_hold_on_the_committed_runs():
     gap_switch = seeds("svd-6x", "switch_after")[0] - seeds("groupreduce-6x", "switch_after")[0]
     assert gap_switch > 3 * (seeds("svd-6x")[0] - g[0])
     assert all(seeds(a)[0] < d[0] for a in full["arms"] if a != "dense")
+
+
+def test_the_distillation_statements_of_notebook_10_hold_on_the_committed_runs():
+    """10, section 3: W1 and W2b hold, W2 does not; distillation costs each student perplexity
+    beyond the rule against its undistilled twin; each half compressed alone (doped KP on the LSTM,
+    GroupReduce on the vocabulary) ends below the teacher, both together level with it and beyond the
+    rule above either half alone."""
+    from pathlib import Path
+
+    from dkp.course import whole
+    found = whole.load(Path(__file__).resolve().parents[1] / "data" / "results" / "whole-model")
+    full = found["whole-model"]
+    assert all(len(e["runs"]) == 3 for e in full["arms"].values())
+
+    def seeds(arm):
+        v = np.array(whole.arm_values(full, arm)["valid"])
+        assert len(v) == 3
+        return v.mean(), v.std(ddof=1)
+
+    def higher(a, b):          # b ends above a beyond the plan's rule
+        (ma, sa), (mb, sb) = seeds(a), seeds(b)
+        return mb - ma > 2 * np.hypot(sa, sb)
+    verdicts = {h["id"]: h["holds"] for h in whole.hypotheses(found)}
+    assert verdicts == {**verdicts, "W1": True, "W2": False, "W2b": True, "W3": False, "Q1": True}
+    for twin in ("doped-kp-teacher", "groupreduce-12x", "groupreduce-12x-doped-kp"):
+        assert higher(twin, f"{twin}-ilkd"), twin
+    both, teacher = "groupreduce-12x-doped-kp", seeds("dense")
+    assert seeds("doped-kp-teacher")[0] < teacher[0] and seeds("groupreduce-12x")[0] < teacher[0]
+    assert not higher("dense", both) and not higher(both, "dense")
+    assert higher("doped-kp-teacher", both) and higher("groupreduce-12x", both)
+    sizes = whole.arm_values(full, both)
+    assert min(sizes["compression"]) > 12 and min(sizes["int8_compression"]) > 30
