@@ -10,6 +10,7 @@ run), "flop_bound", "macs_per_row", "weight_bytes", "flops_per_weight_byte", "gf
 from __future__ import annotations
 
 import json
+import statistics
 
 CACHES = ("warm", "cold")
 # A compression "meets" a speed target's c when it is >= c * (1 - RTOL): the benchmark's matrices round
@@ -151,10 +152,8 @@ def paired_ratio(row):
     measurement. (median, lowest, highest) of the rounds' ratios; None without PyTorch."""
     if not row.get("torch"):
         return None
-    ratios = sorted(r["dkp"] / r["torch"] for r in row["rounds"])
-    n = len(ratios)
-    median = ratios[n // 2] if n % 2 else (ratios[n // 2 - 1] + ratios[n // 2]) / 2
-    return median, ratios[0], ratios[-1]
+    ratios = [r["dkp"] / r["torch"] for r in row["rounds"]]
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def fmt_ratio(ratio):
