@@ -22,9 +22,9 @@ def optional_torch(threads=0):
     return torch
 
 
-def alternating_medians(rounds, timers):
-    """Call every timer of {name: () -> seconds, or {part: seconds}} in turn, `rounds` times, so that
-    a change in the machine's load hits all alike; the median of each: {name or part: seconds}."""
+def alternating_rounds(rounds, timers):
+    """Call every timer of {name: () -> a measurement, or {part: measurement}} in turn, `rounds` times,
+    so that a change in the machine's load hits all alike: one {name or part: measurement} per round."""
     runs = []
     for _ in range(rounds):
         r = {}
@@ -32,6 +32,12 @@ def alternating_medians(rounds, timers):
             t = timer()
             r.update(t if isinstance(t, dict) else {name: t})
         runs.append(r)
+    return runs
+
+
+def alternating_medians(rounds, timers):
+    """The median of each measurement of `alternating_rounds`: {name or part: measurement}."""
+    runs = alternating_rounds(rounds, timers)
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 

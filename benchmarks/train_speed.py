@@ -29,7 +29,7 @@ import os
 import statistics
 import time
 
-from timing import sweep_rows
+from timing import alternating_rounds, optional_torch, sweep_rows
 
 
 class PhaseTimer:
@@ -122,13 +122,10 @@ def dkp_speed(config, steps, warmup=3, fast=True, phases=None):
     return wps
 
 
-def torch_speed(config, steps, threads, warmup=3):
-    import torch
-
+def torch_speed(torch, config, steps, warmup=3):
+    """Words/s of the same model in PyTorch (`torch`: the module, its threads already set)."""
     from dkp.core.data import batchify, bptt_windows, load_corpus
-    if threads:
-        torch.set_num_threads(threads)
-    V, H, T, B = 10000, config.hidden, config.bptt, config.batch
+    V, H, T, B = VOCAB, config.hidden, config.bptt, config.batch
     torch.manual_seed(0)
     emb, lstm, dec = torch.nn.Embedding(V, H), torch.nn.LSTM(H, H, config.layers), torch.nn.Linear(H, V)
     drop = torch.nn.Dropout(config.dropout)
@@ -165,18 +162,11 @@ def measure(args, config):
     if args.phases:   # a separate epoch, so that the wrapping costs the timed ones nothing
         shares = {}
         dkp_speed(config, args.steps, phases=shares)
-    torch = None
-    if args.torch:
-        try:
-            import torch
-        except ImportError:
-            print("torch is not installed: skipping the PyTorch reference")
-    rounds = []
-    for _ in range(args.rounds):
-        r = {"dkp": dkp_speed(config, args.steps)}
-        if torch is not None:
-            r["torch"] = torch_speed(config, args.steps, args.threads)
-        rounds.append(r)
+    torch = optional_torch(args.threads) if args.torch else None
+    timers = {"dkp": lambda: dkp_speed(config, args.steps)}
+    if torch is not None:
+        timers["torch"] = lambda: torch_speed(torch, config, args.steps)
+    rounds = alternating_rounds(args.rounds, timers)
     med = lambda k: statistics.median(r[k] for r in rounds) if k in rounds[0] else None  # noqa: E731
     return {"dkp": med("dkp"), "torch": med("torch"), "phases": shares, "rounds": rounds,
             "torch_version": None if torch is None else torch.__version__,

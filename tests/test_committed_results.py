@@ -147,17 +147,25 @@ def test_the_faster_kronecker_split_is_less_accurate_as_notebook_08_says():
     assert v["verdict"] == "less accurate" and 0.03 < v["relative"] < 0.1, v
 
 
+def training_speed_sweeps():
+    """The three records of the same train_speed command (train_speed_earlier/sweep1.json,
+    sweep2.json, then train_speed.json) and {(config, threads): [each one's paired dkp / PyTorch]}."""
+    records = [sp.load_train_speed(RESULTS / "train_speed_earlier" / f"sweep{i}.json") for i in (1, 2)]
+    records.append(sp.load_train_speed(RESULTS / "train_speed.json"))
+    ratios = {}
+    for record in records:
+        for row in record["rows"]:
+            ratios.setdefault((row["config"], row["threads"]), []).append(sp.paired_ratio(row)[0])
+    return records, ratios
+
+
 def test_the_readme_quotes_the_three_training_speed_sweeps_as_recorded():
     """The README's run-to-run paragraph lists, per config and thread count, the paired dkp / PyTorch
     ratio of train_speed_earlier/sweep1.json, sweep2.json and train_speed.json, in that order, each
     the same command's output."""
-    records = [sp.load_train_speed(RESULTS / "train_speed_earlier" / f"sweep{i}.json") for i in (1, 2)]
-    records.append(sp.load_train_speed(RESULTS / "train_speed.json"))
+    records, ratios = training_speed_sweeps()
     assert len({r["command"] for r in records}) == 1
-    ratio = {(row["config"], row["threads"]): [] for row in records[0]["rows"]}
-    for record in records:
-        for row in record["rows"]:
-            ratio[row["config"], row["threads"]].append(f"{sp.paired_ratio(row)[0]:.2f}x")
+    ratio = {k: [f"{v:.2f}x" for v in vs] for k, vs in ratios.items()}
     readme = " ".join((RESULTS.parents[1] / "README.md").read_text().split())
     for config in ("small", "medium"):
         one, two = (", ".join(ratio[config, t][:2]) + f" and {ratio[config, t][2]}" for t in (1, 2))
@@ -168,12 +176,8 @@ def test_the_training_speed_statements_of_notebook_08_hold_in_the_three_sweeps()
     """08, section 6 (and the README): with one thread dkp is ahead of PyTorch on both configs in every
     sweep; with two, medium is behind or level and small depends on the run; neither reaches 90% of
     the matmul limit in the record."""
-    records = [sp.load_train_speed(RESULTS / "train_speed_earlier" / f"sweep{i}.json") for i in (1, 2)]
-    record = sp.load_train_speed(RESULTS / "train_speed.json")
-    ratios = {}
-    for r in records + [record]:
-        for row in r["rows"]:
-            ratios.setdefault((row["config"], row["threads"]), []).append(sp.paired_ratio(row)[0])
+    records, ratios = training_speed_sweeps()
+    record = records[-1]
     assert min(ratios["small", 1]) >= 1 and min(ratios["medium", 1]) >= 1
     assert min(ratios["medium", 2]) < 1 and max(ratios["medium", 2]) < 1.05
     assert min(ratios["small", 2]) < 1 < max(ratios["small", 2])
