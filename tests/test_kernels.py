@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from nojit import rerun_without_jit
 
-from dkp.kernels import arith, kron, sparse
+from dkp.core.cell import step_backward
+from dkp.kernels import arith, cell, kron, sparse
 from dkp.kernels import step as fused
 
 DTYPES = [np.float32, np.float64]
@@ -203,6 +204,46 @@ def test_fused_doped_kron_forward(case, dtype, rng):
         ref = x.astype(np.float64) @ (kron.kron_dense(A, B).astype(np.float64) + S).T
         close(fused.doped_kron_matmul_ref(A, B, indptr, indices, values, x), ref, dtype)
         close(fused.doped_kron_matmul(A, B, indptr, indices, values, x), ref, dtype)
+
+
+# (B, H): a single unit, odd sizes, and a row longer than one vector register plus a remainder
+CELL_SHAPES = [(1, 1), (3, 7), (5, 33)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", CELL_SHAPES)
+def test_cell_forward(shape, dtype, rng):
+    B, H = shape
+    z = (rng.standard_normal((B, 4 * H)) * 6).astype(dtype)   # beyond the fast tanh's clamp at 7.9
+    rec = rng.standard_normal((B, 4 * H)).astype(dtype)
+    c_prev = rng.standard_normal((B, H)).astype(dtype)
+    acts, c, tc, h = cell.cell_forward_ref(z.astype(np.float64) + rec, c_prev.astype(np.float64))
+    got = z.copy()
+    c_out, tc_out, h_out = (np.empty((B, H), dtype) for _ in range(3))
+    cell.cell_forward(got, rec, c_prev, c_out, tc_out, h_out)
+    for a, ref in [(got, acts), (c_out, c), (tc_out, tc), (h_out, h)]:
+        close(a, ref, dtype)
+    close(cell.cell_forward_ref(z + rec, c_prev)[3], h, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", CELL_SHAPES)
+def test_cell_backward(shape, dtype, rng):
+    """Against the kernel module's reference and against dkp.core.cell, the LSTM reference's own."""
+    B, H = shape
+    acts = rng.uniform(0.01, 0.99, (B, 4 * H)).astype(dtype)
+    acts[:, 2 * H:3 * H] = 2 * acts[:, 2 * H:3 * H] - 1                 # g in (-1, 1)
+    dh_out, dh_next, dc_next, c_prev = (rng.standard_normal((B, H)).astype(dtype) for _ in range(4))
+    tc = np.tanh(rng.standard_normal((B, H))).astype(dtype)
+    dz_ref, dc_ref = cell.cell_backward_ref(dh_out, dh_next, dc_next, acts, c_prev, tc)
+    dz_core = np.empty_like(acts)
+    i, f, g, o = np.split(acts, 4, axis=1)
+    dc_core = step_backward(dz_core, dh_out + dh_next, dc_next, i, f, g, o, c_prev, tc) * f
+    dz = np.empty_like(acts)
+    dh, dc = dh_next.copy(), dc_next.copy()
+    cell.cell_backward(dh_out, dh, dc, acts, c_prev, tc, dz)
+    for a, ref in [(dz, dz_ref), (dc, dc_ref), (dh, dh_out + dh_next), (dz_core, dz_ref), (dc_core, dc_ref)]:
+        close(a, ref, dtype)
 
 
 @pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="already the no-JIT run")

@@ -100,3 +100,27 @@ def test_fast_path_equals_the_reference(name):
     assert grads.keys() == grads_r.keys()
     for k in grads:
         np.testing.assert_allclose(grads[k], grads_r[k], rtol=0, atol=1e-10, err_msg=k)
+
+
+def test_fast_path_float32_and_leaves_its_inputs_alone():
+    """float32 (the training dtype, where the cell kernel's tanh is a rational approximation) stays
+    within float32 rounding of the reference; neither path writes into the state, dhs or dstate."""
+    rng = np.random.default_rng(5)
+    Hh, n_in, Tt, Bb = 9, 5, 7, 4
+    W = Dense(rng.uniform(-0.5, 0.5, (4 * Hh, n_in + Hh)).astype(np.float32))
+    layer = LSTMLayer(W, rng.uniform(-0.5, 0.5, 4 * Hh).astype(np.float32), n_in, Hh)
+    x = rng.standard_normal((Tt, Bb, n_in)).astype(np.float32)
+    arrays = [rng.standard_normal((Bb, Hh)).astype(np.float32) for _ in range(4)]
+    dhs = rng.standard_normal((Tt, Bb, Hh)).astype(np.float32)
+    kept = [a.copy() for a in (*arrays, dhs)]
+    out = {}
+    for fast in (True, False):
+        layer.fast = fast
+        hs, final, cache = layer.forward(x, (arrays[0], arrays[1]))
+        dx, grads, d0 = layer.backward(dhs, cache, dstate=(arrays[2], arrays[3]))
+        out[fast] = [hs, *final, dx, *d0, *grads.values()]
+        for a, k in zip((*arrays, dhs), kept):
+            np.testing.assert_array_equal(a, k)
+    for a, b in zip(out[True], out[False]):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)

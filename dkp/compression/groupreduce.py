@@ -145,7 +145,7 @@ def group_reduce(E, freq, compression, n_groups=10, alpha=0.5, refine=1):
                          f"shape {freq.shape}" + ("" if freq.shape != (E.shape[0],) else " with zeros"))
     if int(refine) < 0:
         raise ValueError(f"refine must be a number of passes >= 0, got {refine!r}")
-    E64, (V, H) = E.astype(np.float64), E.shape
+    E64, H = E.astype(np.float64), E.shape[1]
     order, starts = frequency_groups(freq, n_groups)
     sizes = np.diff(starts)
     mean_freq = [freq[order[s:e]].mean() for s, e in zip(starts[:-1], starts[1:])]

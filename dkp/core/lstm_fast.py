@@ -9,9 +9,11 @@ The reference multiplies [x_t, h_(t-1)] by W at every step. Split W's columns, W
 
 The first term does not depend on the recurrence, so for a window it is one product of all T*B
 rows, (TB, in) @ (in, 4H), instead of T small ones; only h_(t-1) @ W_h.T stays in the loop, and
-the loop writes into buffers allocated once per window (no concatenation, no temporaries but one
-(B, H) product). Backward mirrors it: only dz_t @ W_h (the gradient reaching h_(t-1)) is per step;
-the input gradient dZ @ W_x and the parameter gradient dZ.T @ [X, H_prev] are one product each.
+the loop writes into buffers allocated once per window (no concatenation, no temporaries). The cell's
+elementwise equations, the same as the reference's (`dkp.core.cell`), take one Numba call per step
+(`dkp.kernels.cell`) instead of some twenty NumPy passes. Backward mirrors it: only dz_t @ W_h (the
+gradient reaching h_(t-1)) is per step; the input gradient dZ @ W_x and the parameter gradient
+dZ.T @ [X, H_prev] are one product each.
 """
 from __future__ import annotations
 
@@ -19,21 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dkp.core.cell import incoming_state_gradients, step_backward
+from dkp.core.cell import incoming_state_gradients
+from dkp.kernels import cell
 
 
 def dense_array(W):
     """The (m, n) array whose products are W's, or None for a structured matrix (reference path)."""
     products = getattr(W, "dense_products", None)
     return None if products is None else products()
-
-
-def _sigmoid_(z):
-    """z <- sigmoid(z) in place, as the reference's 0.5 * (tanh(0.5 z) + 1)."""
-    z *= 0.5
-    np.tanh(z, out=z)
-    z += 1.0
-    z *= 0.5
 
 
 @dataclass
@@ -63,21 +58,11 @@ def forward(layer, x, state, Wd):
     Wh_t = np.ascontiguousarray(Wd[:, n_in:].T)               # (H, 4H), once per window
     hs, cs, tc = (np.empty((T, B, H), acts.dtype) for _ in range(3))
     rec = np.empty((B, 4 * H), acts.dtype)                    # h_(t-1) @ W_h.T
-    ig = np.empty((B, H), acts.dtype)                         # i * g
-    h, c = h0, c0
+    h = np.ascontiguousarray(h0, acts.dtype)
+    c = np.ascontiguousarray(c0, acts.dtype)
     for t in range(T):
-        z = acts[t]                                           # (B, 4H), becomes the activations
         np.matmul(h, Wh_t, out=rec)
-        z += rec
-        _sigmoid_(z[:, :2 * H])                               # i, f
-        np.tanh(z[:, 2 * H:3 * H], out=z[:, 2 * H:3 * H])     # g
-        _sigmoid_(z[:, 3 * H:])                               # o
-        i, f, g, o = z[:, :H], z[:, H:2 * H], z[:, 2 * H:3 * H], z[:, 3 * H:]
-        np.multiply(f, c, out=cs[t])                          # c_t = f * c_(t-1) + i * g
-        np.multiply(i, g, out=ig)
-        cs[t] += ig
-        np.tanh(cs[t], out=tc[t])
-        np.multiply(o, tc[t], out=hs[t])                      # h_t = o * tanh(c_t)
+        cell.cell_forward(acts[t], rec, c, cs[t], tc[t], hs[t])   # acts[t] becomes the activations
         h, c = hs[t], cs[t]
     return hs, (h.copy(), c.copy()), WindowCache(x, h0, c0, hs, cs, acts, tc)
 
@@ -89,16 +74,13 @@ def backward(layer, dhs, cache, dstate, Wd):
     Wh = np.ascontiguousarray(Wd[:, n_in:])                   # (4H, H), once per window
     c_prev = cache.previous(cache.cs, cache.c0)               # (T, B, H)
     dz_all = np.empty((T, B, 4 * H), dhs.dtype)
-    dh_next, dc_next = incoming_state_gradients(dstate, B, H, dhs.dtype)
+    dh_in, dc_in = incoming_state_gradients(dstate, B, H, dhs.dtype)
+    dh_next = np.array(dh_in, dhs.dtype, order="C")           # (B, H) buffers the loop overwrites
+    dc_next = np.array(dc_in, dhs.dtype, order="C")
+    dhs = np.ascontiguousarray(dhs)
     for t in reversed(range(T)):
-        a = cache.acts[t]
-        i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-        tc = cache.tc[t]
-        dh = dhs[t] + dh_next
-        dz = dz_all[t]
-        dc = step_backward(dz, dh, dc_next, i, f, g, o, c_prev[t], tc)
-        dh_next = dz @ Wh                                     # (B, H): the only product in the loop
-        dc_next = dc * f
+        cell.cell_backward(dhs[t], dh_next, dc_next, cache.acts[t], c_prev[t], cache.tc[t], dz_all[t])
+        np.matmul(dz_all[t], Wh, out=dh_next)                 # (B, H): the only product in the loop
     dz_flat = dz_all.reshape(T * B, 4 * H)
     dx = (dz_flat @ Wd[:, :n_in]).reshape(T, B, n_in)
     h_prev = cache.previous(cache.hs, cache.h0)

@@ -27,13 +27,16 @@ def dense_vocab(role, shape, rng, init_scale, dtype):
     return Dense.init(shape, rng, init_scale, dtype)
 
 
-def softmax_cross_entropy(logits, targets):
+def softmax_cross_entropy(logits, targets, row_max=None):
     """The softmax cross-entropy's forward over the rows of logits (N, V) with targets (N,) ids.
     Returns (e, sums, logp_y): e = exp(logits - row max) (N, V), the softmax up to its row sums
     `sums` (N,), and logp_y (N,) the log-probability of each row's target. Computed in the logits'
     dtype, e the only (N, V) array allocated; `softmax_cross_entropy_grad_` turns e into the
-    gradient of the logits in place."""
-    e = logits - logits.max(axis=1, keepdims=True)           # (N, V)
+    gradient of the logits in place. row_max (N, 1): logits.max(axis=1, keepdims=True) if the
+    caller has it already."""
+    if row_max is None:
+        row_max = logits.max(axis=1, keepdims=True)          # (N, 1)
+    e = logits - row_max                                     # (N, V)
     np.exp(e, out=e)
     sums = e.sum(axis=1)                                     # (N,)
     logp_y = np.log(e[np.arange(len(targets)), targets]) - np.log(sums)   # (N,)
@@ -155,8 +158,9 @@ class LanguageModel:
             if distill is not None:
                 raise ValueError("distill needs targets: distillation adds to the task loss")
             return Forward(logits.reshape(T, B, -1), None, new_state, None)
-        shifted = logits - logits.max(axis=1, keepdims=True) if distill is not None else None
-        probs, sums, logp_y = softmax_cross_entropy(logits, targets.reshape(-1))   # (TB, V), (TB,), (TB,)
+        row_max = logits.max(axis=1, keepdims=True)           # (TB, 1)
+        shifted = logits - row_max if distill is not None else None
+        probs, sums, logp_y = softmax_cross_entropy(logits, targets.reshape(-1), row_max)  # (TB, V), (TB,), (TB,)
         parts = {"task": float(-np.mean(logp_y))}
         if distill is not None:
             parts.update(self._distill_losses(distill, shifted, sums, hidden))

@@ -5,8 +5,10 @@
     kron     the Kronecker product W = sum_k A[k] kron B[k]: forward, transpose and factor gradients
     sparse   CSR sparse products: forward, transpose, gradient of the values, scatter
     step     inference only: the doped Kronecker forward and one LSTM step fused in one call
+    cell     training: the LSTM cell's elementwise equations, forward and backward, one call a step
 
-Nothing here knows about LSTMs' training or gate matrices; `dkp.core.weights` builds on these. This
+Nothing here knows about gate matrices or layers; `dkp.core.weights` and `dkp.core.lstm_fast` build
+on these. This
 file imports nothing, so `dkp.kernels.arith` loads without Numba.
 Set NUMBA_DISABLE_JIT=1 to run every kernel as plain Python (slow, for debugging and coverage).
 """
