@@ -147,11 +147,16 @@ def test_the_faster_kronecker_split_is_less_accurate_as_notebook_08_says():
     assert v["verdict"] == "less accurate" and 0.03 < v["relative"] < 0.1, v
 
 
-def training_speed_sweeps():
+def training_speed_sweeps(before_cell_kernel=False):
     """The three records of the same train_speed command (train_speed_earlier/sweep1.json,
-    sweep2.json, then train_speed.json) and {(config, threads): [each one's paired dkp / PyTorch]}."""
-    records = [sp.load_train_speed(RESULTS / "train_speed_earlier" / f"sweep{i}.json") for i in (1, 2)]
-    records.append(sp.load_train_speed(RESULTS / "train_speed.json"))
+    sweep2.json, then train_speed.json; or the three before the cell kernel, kept in
+    train_speed_earlier/before-cell-kernel/) and {(config, threads): [each one's paired dkp / PyTorch]}."""
+    if before_cell_kernel:
+        folder = RESULTS / "train_speed_earlier" / "before-cell-kernel"
+        records = [sp.load_train_speed(folder / f"sweep{i}.json") for i in (1, 2, 3)]
+    else:
+        records = [sp.load_train_speed(RESULTS / "train_speed_earlier" / f"sweep{i}.json") for i in (1, 2)]
+        records.append(sp.load_train_speed(RESULTS / "train_speed.json"))
     ratios = {}
     for record in records:
         for row in record["rows"]:
@@ -170,6 +175,23 @@ def test_the_readme_quotes_the_three_training_speed_sweeps_as_recorded():
     for config in ("small", "medium"):
         one, two = (", ".join(ratio[config, t][:2]) + f" and {ratio[config, t][2]}" for t in (1, 2))
         assert f"{config}, {one} with one thread and {two} with two" in readme, (config, one, two)
+
+
+def test_the_readme_compares_the_sweeps_before_and_after_the_cell_kernel_as_recorded():
+    """The README's medium ratios before the cell kernel, and its share of the matmul limit on medium
+    with one thread: the last sweep before it, the range of the three after."""
+    before, ratios = training_speed_sweeps(before_cell_kernel=True)
+    after, _ = training_speed_sweeps()
+    assert {r["commit"] for r in before}.isdisjoint({r["commit"] for r in after})
+    ratio = {k: [f"{v:.2f}x" for v in vs] for k, vs in ratios.items()}
+    one, two = (", ".join(ratio["medium", t][:2]) + f" and {ratio['medium', t][2]}" for t in (1, 2))
+    readme = " ".join((RESULTS.parents[1] / "README.md").read_text().split())
+    assert f"gave for medium {one} with one thread and {two} with two" in readme
+    share = lambda rec: sp.matmul_limit(next(r for r in rec["rows"] if (r["config"], r["threads"]) ==  # noqa: E731
+                                            ("medium", 1)))[1]["dkp"]
+    shares = sorted(round(100 * share(r)) for r in after)
+    assert (f"from {100 * share(before[-1]):.0f}% of the matmul limit (the last sweep before it) to "
+            f"{shares[0]}-{shares[-1]}% (these three)") in readme
 
 
 def test_the_training_speed_statements_of_notebook_08_hold_in_the_three_sweeps():
