@@ -8,8 +8,8 @@ the equations are those of `dkp.core.cell` (gate blocks i, f, g, o, each (B, H))
                dz_i = dc g i (1 - i),  dz_f = dc c_(t-1) f (1 - f),
                dz_g = dc i (1 - g^2),  dz_o = dh tanh(c_t) o (1 - o)
 
-In NumPy each line is a pass over a (B, H) array, with a temporary, about twenty per step; here each
-element is read once and every result written once. The arithmetic is the reference's, operation for
+In NumPy each line is a pass over a (B, H) array, with a temporary, about twenty per step; here one
+call does a few passes over each batch row while it sits in cache, with no temporaries. The arithmetic is the reference's, operation for
 operation and in the same order (no fastmath), so float64 agrees with it to rounding of tanh alone.
 In float32 tanh is `_tanh_fast` (|error| < 3e-7, a vectorisable rational function) instead of libm's
 scalar tanhf, whose call per element would cost more than NumPy's vectorised passes save.
