@@ -189,7 +189,8 @@ def main(argv=None):
                                    + "; the whole model's (embedding and softmax too, from a teacher): "
                                    + ", ".join(WHOLE))
     p.add_argument("name", choices=ALL)
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per arm (default 3)")
+    p.add_argument("--seeds", type=int, help="seeds 0..N-1 per arm (default: the plan's, 3; 9 for cmr-replication "
+                                             "and 6 for cma-long-replication)")
     p.add_argument("--quick", action="store_true", help="a short version on a slice of PTB (CI, notebooks)")
     p.add_argument("--scale", default="course", choices=["course", "paper"],
                    help="course: the laptop scale (default); paper: medium 2 x 650 at 25x")

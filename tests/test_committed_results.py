@@ -37,13 +37,14 @@ def test_committed_results_are_this_codes_arms(name):
 
 def assert_family_file(result, name, configs):
     """A course-scale results file of experiment `name`, complete or growing: its command and commit,
-    and arms with the configs this code gives them (`configs`), seeds among 0, 1, 2."""
+    and arms with the configs this code gives them (`configs`), seeds among those its plan runs
+    (0, 1, 2 unless `catalog.PLANNED_SEEDS` says more)."""
     assert result["experiment"] == name and result["scale"] == "course" and not result["quick"]
     assert result["command"].startswith(f"python -m dkp experiment {name} ") and len(result["commit"]) == 40
     for arm, entry in result["arms"].items():
         assert normalized(entry["config"]) == configs[arm].to_dict(), arm
         seeds = entry.get("seeds", [])                                  # an arm not run yet has none
-        assert set(seeds) <= {0, 1, 2} and [r["seed"] for r in entry.get("runs", [])] == seeds, arm
+        assert set(seeds) <= set(range(catalog.planned_seeds(name))) and [r["seed"] for r in entry.get("runs", [])] == seeds, arm
 
 
 def assert_growing_family(folder, name, configs, plan, out_optional=False):

@@ -30,6 +30,11 @@ by default, whose runs record more along the way (SEARCH_PROBES):
     cma-long       the whole PTB training split for 3 epochs: dense, KP, doped KP with and without
                    co-matrix dropout (late-and-short anneal)
 
+and the replication its plan's addendum fixed before those runs, with more seeds (PLANNED_SEEDS):
+
+    cmr-replication       cmr-schedule's late-short and output-p0.3, seeds 0-8
+    cma-long-replication  cma-long's late-short and late-short-output-p0.3, seeds 0-5
+
 The whole model (data/results/whole-model/ by default): the embedding and the softmax compressed
 too, and every compressed matrix taken from a trained dense model (the teacher), as GroupReduce and
 the Kronecker papers on transformers do:
@@ -169,7 +174,19 @@ def arms(name, scale="course"):
 EXPERIMENTS = ("kp-loss", "doping", "cma", "cmr", "methods", "kp-splits", "recipes")
 
 
-SEARCH = ("cma-timing", "cma-density", "cma-init", "cmr-schedule", "cmr-branch", "cma-long")
+SEARCH = ("cma-timing", "cma-density", "cma-init", "cmr-schedule", "cmr-branch", "cma-long",
+          "cmr-replication", "cma-long-replication")
+
+
+# Seeds per arm as each family's plan fixed them (0..n-1): 3 unless listed. The replication's
+# families take the plan's seeds 0-2 from the families they replicate (the same arm and seed is
+# trained once) and add seeds of their own.
+PLANNED_SEEDS = {"cmr-replication": 9, "cma-long-replication": 6}
+
+
+def planned_seeds(name):
+    """How many seeds (0..n-1) the plan of experiment `name` runs per arm."""
+    return PLANNED_SEEDS.get(name, 3)
 
 
 SEARCH_OUT = os.path.join("data", "results", "cma-search")
@@ -223,6 +240,10 @@ def search_arms(name, scale="course"):
             "late-short": late.with_(anneal_start=2.5, anneal_end=2.75),
             f"late-short-output-p{p:g}": late.with_(anneal_start=2.5, anneal_end=2.75, cmr_p=p)}.items()},
     }
+    # the replication (PLAN.md's addendum): the arms behind H4 and H6c, unchanged, with more seeds
+    families["cmr-replication"] = {k: families["cmr-schedule"][k] for k in ("late-short", f"output-p{p:g}")}
+    families["cma-long-replication"] = {k: families["cma-long"][k]
+                                        for k in ("late-short", f"late-short-output-p{p:g}")}
     return families[name]
 
 

@@ -22,7 +22,7 @@ from dkp.core import io
 from dkp.core.data import load_corpus
 from dkp.course import executors
 from dkp.course.catalog import (QUICK_WHOLE_TOKENS, SCALES, SEARCH, WHOLE, default_out, experiment_arms, group,
-                                lstm_size, quick)
+                                lstm_size, planned_seeds, quick)
 from dkp.course.diagnostics import (CMATracker, LossTrace, PerplexityProbe, SwitchProbe, cma_point, perplexity,
                                     perplexity_s_pruned)
 from dkp.course.report import mean_sd
@@ -164,9 +164,10 @@ class RunsFailed(RuntimeError):
     """Some runs of an experiment failed (raised, or lost their worker); the others were saved."""
 
 
-def run_experiment(name, seeds=3, quick_mode=False, scale="course", out=None, jobs=1, progress=True,
+def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None, jobs=1, progress=True,
                    only=None, scheduler=None, executor=None, keep_models=False):
-    """Run every arm of `name` for seeds 0..seeds-1 and write OUT/NAME.json (or NAME-quick.json).
+    """Run every arm of `name` for seeds 0..seeds-1 (default: as many as its plan asks,
+    `catalog.planned_seeds`) and write OUT/NAME.json (or NAME-quick.json).
 
     Where the runs execute (`dkp.course.executors`): `executor`, anything with `submit(fn, *args)`
     returning a concurrent.futures.Future, if given; else a Dask cluster if `scheduler` is given
@@ -175,6 +176,8 @@ def run_experiment(name, seeds=3, quick_mode=False, scale="course", out=None, jo
     returns; a run that fails is reported with its arm and seed, the others go on, and RunsFailed is
     raised at the end. Rerunning the same command runs only what is missing. With `keep_models`,
     each run's trained model is kept under OUT/models/ (`run_dir`)."""
+    if seeds is None:
+        seeds = planned_seeds(name)
     if seeds < 1:
         raise ValueError(f"seeds must be a positive integer, got {seeds}")
     if scale not in SCALES:
