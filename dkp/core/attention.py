@@ -1,0 +1,121 @@
+"""Causal multi-head self-attention, forward and hand-written backward, with the key/value cache that
+lets generation feed one token at a time.
+
+For a window of rows x (T, B, H), one fused gate matrix W_qkv (3H, H) gives queries, keys and values
+(as GPT-2's c_attn), each cut into n_head heads of size d = H / n_head:
+
+    q, k, v = split(x @ W_qkv.T + b_qkv)          each (B, nh, T, d)
+    k, v = [k_past; k], [v_past; v]                (B, nh, S, d), S = P + T: P positions of context
+    scores = q @ k^T / sqrt(d)                     (B, nh, T, S)
+    scores[i, j] = -inf where j > P + i            the causal mask: query i sits at position P + i
+    att = dropout(softmax(scores))                 softmax over j, each row sums to 1 before dropout
+    y = att @ v                                    (B, nh, T, d), heads merged back to (T, B, H)
+    out = y @ W_proj.T + b_proj                    (T, B, H)
+
+During training P = 0 and the window attends to itself; in generation (k_past, v_past) is what the
+earlier tokens left, so a new token attends to every earlier one without recomputing them. The
+context is a constant to the backward pass: gradients reach this window's keys and values only, as
+truncated BPTT drops the gradient of an LSTM's incoming state.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dkp.core.layers import dropout, dropout_backward
+
+
+def causal_mask(T, S):
+    """(T, S) boolean, True where query i (at position S - T + i) would see a later key j."""
+    return np.arange(S)[None, :] > np.arange(S - T, S)[:, None]
+
+
+def attend(q, k, v, p=0.0, rng=None):
+    """The attention itself: q (B, nh, T, d) over keys and values k, v (B, nh, S, d), S >= T, whose
+    last T positions are the queries' own. Dropout p on the attention weights when an rng is given.
+    Returns y (B, nh, T, d) and the cache of `attend_backward`."""
+    T, S, d = q.shape[2], k.shape[2], q.shape[3]
+    scale = 1.0 / math.sqrt(d)
+    scores = (q @ k.transpose(0, 1, 3, 2)) * scale           # (B, nh, T, S)
+    scores[:, :, causal_mask(T, S)] = -np.inf
+    att = np.exp(scores - scores.max(axis=-1, keepdims=True))   # key 0 is never masked: max finite
+    att /= att.sum(axis=-1, keepdims=True)
+    dropped, mask = dropout(att, p, rng)
+    return dropped @ v, (q, k, v, att, dropped, mask, scale)
+
+
+def attend_backward(dy, cache):
+    """dy (B, nh, T, d) -> dq (B, nh, T, d), dk, dv (B, nh, S, d). Through the softmax, row by row:
+    dscores = att * (datt - sum_j(datt * att)); masked entries have att = 0 and get no gradient."""
+    q, k, v, att, dropped, mask, scale = cache
+    dv = dropped.transpose(0, 1, 3, 2) @ dy                  # (B, nh, S, d)
+    datt = dropout_backward(dy @ v.transpose(0, 1, 3, 2), mask)   # (B, nh, T, S)
+    dscores = att * (datt - np.sum(datt * att, axis=-1, keepdims=True))
+    dscores *= scale
+    return dscores @ k, dscores.transpose(0, 1, 3, 2) @ q, dv
+
+
+class CausalSelfAttention:
+    """Multi-head causal self-attention over gate matrices: qkv (3H, H) and proj (H, H), each a
+    `Linear` (gate matrix plus bias). params are named "qkv.*" and "proj.*"."""
+
+    def __init__(self, qkv, proj, n_head, dropout=0.0):
+        H = proj.W.shape[0]
+        if proj.W.shape != (H, H):
+            raise ValueError(f"proj must be a square (H, H) matrix, got {proj.W.shape}")
+        if qkv.W.shape != (3 * H, H):
+            raise ValueError(f"qkv must have shape (3 * H, H) = ({3 * H}, {H}), got {qkv.W.shape}")
+        if not isinstance(n_head, (int, np.integer)) or n_head < 1 or H % n_head:
+            raise ValueError(f"n_head must be a positive integer dividing the width H = {H}, got {n_head!r}")
+        self.qkv, self.proj = qkv, proj
+        self.n_head, self.width, self.dropout = int(n_head), H, float(dropout)
+
+    @property
+    def params(self):
+        return {**{f"qkv.{k}": v for k, v in self.qkv.params.items()},
+                **{f"proj.{k}": v for k, v in self.proj.params.items()}}
+
+    @property
+    def matrices(self):
+        return {"qkv": self.qkv.W, "proj": self.proj.W}
+
+    def astype(self, dtype):
+        self.qkv.astype(dtype)
+        self.proj.astype(dtype)
+        return self
+
+    def _heads(self, a):
+        """(T, B, H) -> (B, nh, T, d)."""
+        T, B, _ = a.shape
+        return a.reshape(T, B, self.n_head, -1).transpose(1, 2, 0, 3)
+
+    def _merge(self, a):
+        """(B, nh, T, d) -> (T, B, H), the heads side by side."""
+        B, _, T, _ = a.shape
+        return a.transpose(2, 0, 1, 3).reshape(T, B, self.width)
+
+    def forward(self, x, past=None, rng=None):
+        """x (T, B, H); past: the context's (k, v), each (B, nh, P, d), or None. Dropout on the
+        attention weights when an rng is given. Returns out (T, B, H), the keys and values of
+        context and window together (k, v) (B, nh, P + T, d), and the cache of `backward`."""
+        T = x.shape[0]
+        qkv, qkv_cache = self.qkv.forward(x)                 # (T, B, 3H)
+        q, k, v = (self._heads(a) for a in np.split(qkv, 3, axis=-1))   # (B, nh, T, d)
+        if past is not None:
+            k, v = np.concatenate([past[0], k], axis=2), np.concatenate([past[1], v], axis=2)
+        y, att_cache = attend(q, k, v, self.dropout, rng)   # (B, nh, T, d)
+        out, proj_cache = self.proj.forward(self._merge(y))  # (T, B, H)
+        return out, (k, v), (qkv_cache, att_cache, proj_cache, T)
+
+    def backward(self, dout, cache):
+        """dout (T, B, H) -> dx (T, B, H), {"qkv.*", "proj.*"}."""
+        qkv_cache, att_cache, proj_cache, T = cache
+        dy, gproj = self.proj.backward(dout, proj_cache)
+        dq, dk, dv = attend_backward(self._heads(dy), att_cache)
+        # the context's keys and values are constants: keep the window's last T positions
+        dqkv = np.concatenate([self._merge(dq), self._merge(dk[:, :, -T:]), self._merge(dv[:, :, -T:])],
+                              axis=-1)                       # (T, B, 3H)
+        dx, gqkv = self.qkv.backward(dqkv, qkv_cache)
+        return dx, {**{f"qkv.{k}": g for k, g in gqkv.items()}, **{f"proj.{k}": g for k, g in gproj.items()}}
+
