@@ -5,7 +5,7 @@ timed in the same run.
     python benchmarks/lstm_speed.py [--config small] [--threads N] [--rounds 5] [--reps 20] [--products]
 
 A repetition runs the layer over a (bptt, batch, hidden) float32 window from a zero state and back
-(BPTT with the gradient of sum(h)), dkp with `LSTMLayer.forward` / `backward`, PyTorch with
+(BPTT with the gradient of sum(h)), dkp with `FastLSTMLayer.forward` / `backward`, PyTorch with
 autograd. dkp and PyTorch alternate for --rounds rounds and the medians are printed, with the
 layer's arithmetic (3 products of the window by the (4H, 2H) gate matrix: forward, input and
 weight gradients) as a rate. The last line is `dkp / torch: R` (above 1: dkp is faster). PyTorch is
@@ -22,11 +22,11 @@ from timing import alternating_medians, optional_torch, timing_arguments
 def time_dkp(x, reps):
     import numpy as np
 
-    from dkp.core.lstm import LSTMLayer
+    from dkp.core.lstm_fast import FastLSTMLayer
     from dkp.core.weights import Dense
     T, B, H = x.shape
     rng = np.random.default_rng(0)
-    layer = LSTMLayer(Dense.init((4 * H, 2 * H), rng, 0.1), rng.uniform(-0.1, 0.1, 4 * H).astype(np.float32), H, H)
+    layer = FastLSTMLayer(Dense.init((4 * H, 2 * H), rng, 0.1), rng.uniform(-0.1, 0.1, 4 * H).astype(np.float32), H, H)
     state = layer.zero_state(B, np.float32)
     dh = np.ones_like(x)                                     # (T, B, H) d sum(h) / dh
 

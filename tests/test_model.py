@@ -166,3 +166,63 @@ def test_softmax_cross_entropy_and_its_gradient_against_float64_formulas(dtype):
     out = softmax_cross_entropy_grad_(e, sums, y, 0.3, 0.2)
     assert out is e                                                   # in place
     np.testing.assert_allclose(e, grad, rtol=tol, atol=tol)
+
+
+def careful_log_softmax(logits):
+    """log-softmax of each row in float64 by log-sum-exp (np.logaddexp.reduce): no exponential of a
+    shifted logit is ever taken alone, so no row underflows to log(0)."""
+    ref = np.asarray(logits, np.float64)
+    return ref - np.logaddexp.reduce(ref, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_cross_entropy_at_extreme_logit_gaps(dtype):
+    """A target far below its row's maximum (120, 800, 10^4: exp underflows to 0 beyond about 104
+    in float32 and 745 in float64) or at the maximum: the loss and its gradient stay finite and equal
+    the float64 log-sum-exp reference, softmax - onehot."""
+    rng = np.random.default_rng(4)
+    V = 11
+    gaps = [120.0, 800.0, 1e4, None, None]                 # None: the target is the row's maximum
+    y = np.array([3, 0, 10, 7, 2])
+    logits = rng.standard_normal((len(gaps), V)) * 3
+    for i, gap in enumerate(gaps):
+        others = np.delete(logits[i], y[i])
+        logits[i, y[i]] = others.max() + 2.0 if gap is None else others.max() - gap
+    logits[4, np.arange(V) != y[4]] -= 1e4                 # the maximum alone: p(y) = 1 to rounding
+    logits = logits.astype(dtype)
+    logp = careful_log_softmax(logits)                     # (N, V) float64
+    e, sums, logp_y = softmax_cross_entropy(logits, y)
+    assert e.dtype == sums.dtype == logp_y.dtype == dtype
+    assert np.isfinite(logp_y).all()
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(logp_y, logp[np.arange(len(y)), y], rtol=tol, atol=tol)
+    assert -logp_y[2] > 1e4                                # the loss is the gap, not capped
+    grad = np.exp(logp) * 0.5
+    grad[np.arange(len(y)), y] -= 0.5
+    softmax_cross_entropy_grad_(e, sums, y, 0.5, 0.5)
+    assert np.isfinite(e).all()
+    np.testing.assert_allclose(e, grad, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype, bias", [(np.float32, -120.0), (np.float64, -800.0)])
+def test_model_loss_stays_finite_when_a_target_is_far_below_the_maximum(dtype, bias):
+    """A one-layer model whose decoder bias puts every target 120 (float32) or 800 (float64) below
+    the other logits: the loss is finite, about -bias + log V, and equals the float64 log-sum-exp
+    cross-entropy of the logits it returns; the gradients are finite, the decoder bias's that
+    reference's mean softmax - onehot."""
+    model = LanguageModel(V, H, 1, init_scale=0.1, seed=1, dtype=dtype)
+    model.dec_b[3] = bias
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, V, (T, B))
+    y = np.full((T, B), 3)
+    out = model.forward(x, model.zero_state(B), y)
+    assert np.isfinite(out.loss)
+    logp = careful_log_softmax(out.logits.reshape(T * B, V))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert out.loss == pytest.approx(-logp[:, 3].mean(), rel=tol)
+    assert -bias < out.loss < -bias + np.log(V) + 1
+    grads = model.backward(out.cache)
+    assert all(np.isfinite(g).all() for g in grads.values())
+    dref = np.exp(logp)
+    dref[:, 3] -= 1.0
+    np.testing.assert_allclose(grads["dec_b"], dref.mean(axis=0), rtol=tol, atol=tol)

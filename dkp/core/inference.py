@@ -1,9 +1,10 @@
 """Inference helpers: one LSTM timestep with the gate product and the cell fused in one Numba call.
 
-Training goes through `dkp.core.lstm.LSTMLayer.forward`, which builds a cache for backpropagation and
-makes about ten NumPy calls per step (concatenate, the gate product, bias, sigmoid, tanh, products).
-At batch 1 those calls cost microseconds each, as much as the whole Kronecker product. `LSTMStep`
-packs a layer's weights once and runs a step as
+Training goes through the model's layers (`dkp.core.lstm_fast.FastLSTMLayer`), which build a cache
+for backpropagation; for structured matrices (Kronecker, doped, low rank, hybrid) they run the
+reference `dkp.core.lstm.LSTMLayer.forward`, about ten NumPy calls per step (concatenate, the gate
+product, bias, sigmoid, tanh, products). At batch 1 those calls cost microseconds each, as much as
+the whole Kronecker product. `LSTMStep` packs a layer's weights once and runs a step as
 
     h, c = step(x, (h, c))        # x (b, in), h and c (b, H) -> the new (h, c)
 

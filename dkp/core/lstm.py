@@ -10,15 +10,15 @@ At each step t, with xh = [x_t, h_(t-1)] of shape (B, in + H):
 W is any gate matrix (see `dkp.core.weights`): the layer only calls its forward / backward_input /
 backward_params, so Kronecker, low-rank or doped matrices slot in without touching this file.
 
-This file is the reference. When W's products are those of one dense array (dense, pruned), the
-layer takes the fast path of `dkp.core.lstm_fast` instead, which computes the same thing with the
-input half of every step's product done once per window; `fast=False` forces the reference.
+This file is the reference: the equations, step by step, and nothing else. The model's layers are
+`dkp.core.lstm_fast.FastLSTMLayer`, this layer with a faster path for gate matrices whose products
+are those of one dense array (dense, pruned): the same numbers, with the input half of every step's
+product done once per window. Setting its `fast = False` makes it run this file's code.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from dkp.core import lstm_fast
 from dkp.core.cell import incoming_state_gradients, sigmoid, step_backward
 from dkp.core.weights import stack_caches
 
@@ -33,7 +33,6 @@ class LSTMLayer:
             raise ValueError(f"b must have shape ({4 * H},), got {b.shape}")
         self.W, self.b = W, b
         self.input_size, self.hidden_size = input_size, hidden_size
-        self.fast = True  # take dkp.core.lstm_fast's path when W allows it (False: always this file's)
 
     @property
     def params(self):
@@ -45,9 +44,6 @@ class LSTMLayer:
 
     def forward(self, x, state):
         """x: (T, B, in), state: (h0, c0) each (B, H) -> hs (T, B, H), (hT, cT), cache."""
-        Wd = lstm_fast.dense_array(self.W) if self.fast else None
-        if Wd is not None:
-            return lstm_fast.forward(self, x, state, Wd)
         T, B, _ = x.shape
         H = self.hidden_size
         h, c = state
@@ -74,8 +70,6 @@ class LSTMLayer:
         `dstate` is the gradient flowing into the final (hT, cT) from beyond the window: None for
         truncated BPTT, where the state is carried across windows but its gradient is not.
         """
-        if isinstance(steps, lstm_fast.WindowCache):
-            return lstm_fast.backward(self, dhs, steps, dstate, lstm_fast.dense_array(self.W))
         T, B, H = dhs.shape
         n_in = self.input_size
         dx = np.empty((T, B, n_in), dhs.dtype)

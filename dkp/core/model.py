@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dkp.core.lstm import LSTMLayer
+from dkp.core.lstm_fast import FastLSTMLayer
 from dkp.core.weights import Dense
 
 
@@ -33,13 +33,19 @@ def softmax_cross_entropy(logits, targets, row_max=None):
     `sums` (N,), and logp_y (N,) the log-probability of each row's target. Computed in the logits'
     dtype, e the only (N, V) array allocated; `softmax_cross_entropy_grad_` turns e into the
     gradient of the logits in place. row_max (N, 1): logits.max(axis=1, keepdims=True) if the
-    caller has it already."""
+    caller has it already.
+
+    logp_y = (logit_y - row max) - log(sums) is taken from the shifted logit itself, not from the
+    log of its exponential: e_y underflows to 0 once the target lies about 104 (float32) or 745
+    (float64) below its row's maximum, where log(e_y) would make the loss infinite. sums >= 1 (the
+    maximum contributes exp(0)), so log(sums) is always finite."""
     if row_max is None:
         row_max = logits.max(axis=1, keepdims=True)          # (N, 1)
     e = logits - row_max                                     # (N, V)
+    logp_y = e[np.arange(len(targets)), targets]             # (N,) a copy: logit_y - row max
     np.exp(e, out=e)
     sums = e.sum(axis=1)                                     # (N,)
-    logp_y = np.log(e[np.arange(len(targets)), targets]) - np.log(sums)   # (N,)
+    logp_y -= np.log(sums)
     return e, sums, logp_y
 
 
@@ -80,7 +86,7 @@ class LanguageModel:
         self.vocab_size, self.hidden_size, self.num_layers = V, H, num_layers
         self.dropout, self.dtype = dropout, np.dtype(dtype)
         self.embedding = vocab_factory("embed", (V, H), rng, init_scale, dtype)   # (V, H)
-        self.layers = [LSTMLayer(gate_factory(l, (4 * H, 2 * H), rng, init_scale, dtype), u(4 * H), H, H)
+        self.layers = [FastLSTMLayer(gate_factory(l, (4 * H, 2 * H), rng, init_scale, dtype), u(4 * H), H, H)
                        for l in range(num_layers)]
         self.decoder = vocab_factory("dec", (V, H), rng, init_scale, dtype)       # (V, H)
         self.dec_b = u(V)                                    # (V,)
