@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 
-from dkp.course.experiments import QUICK_RESULTS_ENV
+from dkp.study.runner import QUICK_RESULTS_ENV
 
 _made = []
 

@@ -86,7 +86,7 @@ def sweep(args):
         print(f"| {r['config']} | {r['threads']} | {r['dkp'] * 1e3:.1f} | {r['softmax'] * 1e3:.1f} | {torch_ms} | {ratio} |")
     if args.json:
         from dkp.core import io
-        from dkp.course.bench import machine
+        from dkp.bench.matrices import machine
         io.save_json(args.json, {"benchmark": "softmax_speed", "rounds": args.rounds, "reps": args.reps,
                                  "machine": machine(), "rows": rows, **io.provenance()})
         print(f"wrote {args.json}")

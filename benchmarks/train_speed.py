@@ -180,8 +180,8 @@ def sweep(args):
     rows = sweep_rows(__file__, ["--steps", str(args.steps), "--rounds", str(args.rounds), "--phases"]
                       + (["--torch"] if args.torch else []))
     from dkp.core import io
-    from dkp.course.bench import machine
-    from dkp.course.speed import train_speed_markdown
+    from dkp.bench.matrices import machine
+    from dkp.bench.records import train_speed_markdown
     record = {"benchmark": "train_speed", "steps": args.steps, "rounds": args.rounds, "machine": machine(),
               "rows": rows, **io.provenance()}
     print()
@@ -236,7 +236,7 @@ def main():
         print(f"reference path (dkp/core/lstm.py) words/s: {ref:.0f};  fast path / reference: {wps / ref:.2f}x")
     if args.structure != "dense":
         print(f"compressed / dense: {wps / dense_wps:.2f}x")
-    from dkp.course.speed import fmt_ratio, matmul_limit, paired_ratio
+    from dkp.bench.records import fmt_ratio, matmul_limit, paired_ratio
     if m["torch"]:
         print(f"torch {m['torch_version']} nn.LSTM words/s: {m['torch']:.0f}  (threads: {m['torch_threads']})")
         print(f"dkp / torch: {fmt_ratio(paired_ratio(m))}  (median and range of the rounds' ratios)")

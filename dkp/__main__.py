@@ -2,7 +2,7 @@
 
     train       train a language model on the Penn Treebank (a named config, any structure)
     eval        the perplexity of a saved checkpoint
-    experiment  run a named experiment (dkp.course.catalog) over seeds and write its JSON
+    experiment  run a named experiment (dkp.study.catalog) over seeds and write its JSON
     report      tables and verdicts from experiment JSON (the course's, or the search's folder)
     plot        draw a figure from an experiment's JSON into a PNG
 """
@@ -16,17 +16,11 @@ import sys
 
 def _train(args):
     from dkp.training.configs import get_config
+    from dkp.training.flags import apply, overrides
     from dkp.training.loop import train
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be a positive number of BLAS threads, got {args.threads}")
-    config = get_config(args.config)
-    changes = {k: getattr(args, k) for k in ("epochs", "train_tokens", "optimizer", "lr", "structure",
-                                            "compression", "doping", "kp_rank", "kp_split", "anneal_start", "anneal_end",
-                                            "cmr_p", "cmr_variant", "cmr_schedule", "cmr_threshold", "cmr_rescale",
-                                            "anneal_s", "dense_warmup", "lr_restart", "vocab_structure", "vocab_compression",
-                                            "vocab_groups", "distill_kl", "distill_hidden")
-               if getattr(args, k) is not None}
-    config = config.with_(**changes)
+    config = apply(get_config(args.config), overrides(args))
     metrics = train(config, seed=args.seed, out=args.out, resume=args.resume, progress=not args.quiet)
     print(f"final: valid ppl {metrics['final_valid_ppl']:.2f}  test ppl {metrics['test_ppl']:.2f}  "
           f"({metrics['mean_words_per_sec']:.0f} words/s)" if metrics["epochs"] else "nothing to train")
@@ -54,8 +48,8 @@ def _eval(args):
 
 
 def _experiment(args):
-    from dkp.course.catalog import default_out
-    from dkp.course.experiments import run_experiment
+    from dkp.study.catalog import default_out
+    from dkp.study.runner import run_experiment
     out = args.out or default_out(args.name)
     result = run_experiment(args.name, seeds=args.seeds, quick_mode=args.quick, scale=args.scale, out=out,
                             jobs=args.jobs, progress=not args.quiet, only=args.arms, scheduler=args.scheduler,
@@ -65,23 +59,14 @@ def _experiment(args):
 
 
 def _report(args):
-    from dkp.course import search
-    from dkp.course.report import load_results, markdown
-    results = load_results(args.directory, quick=args.quick)
-    if results:
-        print(markdown(results), end="")
-        return
-    from dkp.course import whole
-    found = whole.load(args.directory, quick=args.quick)
-    if found:
-        print(whole.markdown(found), end="")
-        return
-    found = search.load(args.directory, quick=args.quick)
-    if not found:
+    from dkp.study.plans import STUDIES
+    from dkp.study.report import detect, markdown
+    if not os.path.isdir(args.directory):
+        raise ValueError(f"report: {args.directory!r} is not a directory of experiment results")
+    study = detect(args.directory, STUDIES, quick=args.quick)
+    if study is None:
         raise ValueError(f"no experiment results (NAME{'-quick' if args.quick else ''}.json) in {args.directory!r}")
-    # the course's kp-loss result, one folder up, for the long scale's comparison (H6a)
-    course = load_results(os.path.dirname(os.path.abspath(args.directory)), quick=args.quick).get("kp-loss")
-    print(search.markdown(found, course), end="")
+    print(markdown(study, args.directory, quick=args.quick), end="")
 
 
 def _plot(args):
@@ -104,6 +89,16 @@ def _plot(args):
     print(f"wrote {args.out}")
 
 
+def _checked(parse):
+    """An argparse type from a parser that raises ValueError saying what it expected."""
+    def check(text):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return check
+
+
 def _blas_threads(argv):
     """`train --threads N` must reach the BLAS before NumPy loads it, and building the parser below
     already imports NumPy: read it first. (Called in a process that has loaded NumPy already, as
@@ -124,55 +119,20 @@ def main(argv=None):
 
     p = sub.add_parser("train", help="train a language model on the Penn Treebank",
                        description="Train an LSTM language model on PTB (from the `treebank` package).")
-    p.add_argument("--config", default="small", help="small, medium, large (Zaremba et al.) or tiny")
-    p.add_argument("--epochs", type=int, help="total epochs (default: the config's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and dropout (default 0)")
+    from dkp.training.configs import CONFIGS, COUNT
+    p.add_argument("--config", default="small", choices=sorted(CONFIGS),
+                   help="a named configuration: small, medium, large (Zaremba et al.) or tiny (default small)")
+    p.add_argument("--seed", type=_checked(COUNT), default=0, help="seed of initialisation and dropout (default 0)")
     p.add_argument("--out", default="runs/latest", help="directory for checkpoint.npz and metrics.json")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    p.add_argument("--train-tokens", type=int, help="train on the first N tokens of the train split only")
-    p.add_argument("--optimizer", choices=["sgd", "adam"], help="default: the config's (sgd)")
-    p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument("--threads", type=int, metavar="N",
                    help="BLAS threads (default: one per core, the fastest measured on 2 cores: "
                         "data/results/train_speed.json); use 1 when other work shares the cores, whose "
                         "waiting threads would otherwise spin against it")
-    g = p.add_argument_group("compression of the LSTM gate matrices")
-    g.add_argument("--structure", choices=["dense", "kp", "lmf", "hmd", "prune"],
-                   help="kp: Kronecker product, lmf: low rank, hmd: hybrid, prune: magnitude pruning")
-    g.add_argument("--compression", type=float, help="target compression factor of each gate matrix")
-    g.add_argument("--kp-rank", type=int, help="number of Kronecker products summed (default 1)")
-    g.add_argument("--kp-split", choices=["rank", "flops"],
-                   help="Kronecker factor shapes: the largest reachable rank (rank, default, the papers') or the "
-                        "fewest multiply-adds (flops, faster; kron_shape's rule in dkp.compression.shapes)")
-    g.add_argument("--doping", type=float, metavar="DENSITY",
-                   help="final density of the sparse overlay S (kp, lmf, hmd), e.g. 0.01")
-    g.add_argument("--anneal-start", type=float, metavar="EPOCH", help="start of the density anneal (default 0)")
-    g.add_argument("--anneal-end", type=float, metavar="EPOCH", help="end of the density anneal (default 1)")
-    g.add_argument("--cmr-p", type=float, help="co-matrix dropout probability on S (default 0)")
-    g.add_argument("--cmr-variant", choices=["output", "branch", "connect"], help="co-matrix dropout variant")
-    g.add_argument("--cmr-schedule", choices=["constant", "threshold", "density"],
-                   help="p throughout (constant), only once S's density <= --cmr-threshold, or growing as S empties")
-    g.add_argument("--cmr-threshold", type=float, metavar="DENSITY", help="(threshold schedule) default 0.1")
-    g.add_argument("--no-cmr-rescale", dest="cmr_rescale", action="store_const", const=False,
-                   help="do not divide the kept part of S by 1 - p")
-    g.add_argument("--no-anneal", dest="anneal_s", action="store_const", const=False,
-                   help="keep S dense for the whole run (the control of an anneal)")
-    g.add_argument("--dense-warmup", type=float, metavar="EPOCHS",
-                   help="train dense this long (the teacher), then compress every matrix from it; doped: S "
-                        "starts as the residual W - nearest structured matrix")
-    g.add_argument("--lr-restart", action="store_const", const=True,
-                   help="start the learning-rate schedule again at the switch (a whole number of epochs of "
-                        "--dense-warmup): the compressed model trains at the rates of one compressed from the start")
-    g = p.add_argument_group("compression of the embedding and the softmax (from a dense warm-up)")
-    g.add_argument("--vocab-structure", choices=["dense", "groupreduce", "svd", "prune"],
-                   help="how both V x H matrices are compressed after --dense-warmup (default dense)")
-    g.add_argument("--vocab-compression", type=float, help="their compression factor (parameters)")
-    g.add_argument("--vocab-groups", type=int, help="(groupreduce) frequency groups (default 10)")
-    g = p.add_argument_group("distillation from the dense warm-up's model (the teacher)")
-    g.add_argument("--distill-kl", type=float, metavar="WEIGHT", help="weight of KL(teacher || student) of the outputs")
-    g.add_argument("--distill-hidden", type=float, metavar="WEIGHT",
-                   help="weight of the mean squared difference of the LSTM layers' hidden states")
+    # every field of the config, from its own declaration (dkp.training.configs.option)
+    from dkp.training.flags import add_config_flags
+    add_config_flags(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="perplexity of a saved checkpoint",
@@ -181,7 +141,7 @@ def main(argv=None):
     p.add_argument("--splits", nargs="+", default=["valid", "test"], choices=["train", "valid", "test"])
     p.set_defaults(func=_eval)
 
-    from dkp.course.catalog import ALL, EXPERIMENTS, SEARCH, WHOLE
+    from dkp.study.catalog import ALL, EXPERIMENTS, SEARCH, WHOLE
     p = sub.add_parser("experiment", help="run a named experiment over seeds and write its JSON",
                        description="Run every arm of a named experiment over seeds; write OUT/NAME.json. "
                                    "The course's experiments: " + ", ".join(EXPERIMENTS) + "; the co-matrix "
@@ -229,7 +189,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from dkp.core.data import DataError
     from dkp.core.io import CheckpointError
-    from dkp.course.experiments import RunsFailed
+    from dkp.study.runner import RunsFailed
     from dkp.training.loop import TrainingDiverged
     try:
         args.func(args)

@@ -60,7 +60,7 @@ def test_train_speed_counts_the_steps_arithmetic_and_the_matmul_limit():
                           "--rounds", "1", "--threads", "1", "--record", "-"],
                          check=True, capture_output=True, text=True).stdout
     record = json.loads(out.strip().splitlines()[-1])
-    from dkp.course.speed import matmul_limit
+    from dkp.bench.records import matmul_limit
     from dkp.training.configs import get_config
     c = get_config("tiny")
     H, L = c.hidden, c.layers

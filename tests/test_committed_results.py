@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from dkp.core import io
-from dkp.course import catalog
-from dkp.course import speed as sp
-from dkp.course.report import recipe_search
+from dkp.study import catalog
+from dkp.bench import records as sp
+from dkp.study.plans import STUDIES
+from dkp.study.plans.course import recipe_search, split_verdict
+from dkp.study.report import markdown, records, verdicts
 from dkp.training.configs import normalized
 
 RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
@@ -118,32 +120,35 @@ def test_the_softmax_speed_record_is_complete_and_the_readme_quotes_it():
         assert row in readme, row
 
 
-def test_the_whole_model_readme_holds_the_reports_tables_and_verdicts_of_every_complete_family():
-    """data/results/whole-model/README.md quotes `python -m dkp report data/results/whole-model` for
-    every complete family: its table, row for row, and its verdict lines (G1-G3 for groupreduce;
-    W1-W3 and Q1 for whole-model, which is still running while some arm has fewer than 3 seeds)."""
-    from dkp.course import whole
-    found = whole.load(RESULTS / "whole-model")
-    readme = (RESULTS / "whole-model" / "README.md").read_text()
-    report = whole.markdown(found)
-    verdict_lines = {"groupreduce": ("- **G",), "whole-model": ("- **W", "- **Q")}
-    n_verdicts = {"groupreduce": 3, "whole-model": 5}                 # G1-G3; W1, W2, W2b, W3, Q1
-    complete = [f for f in verdict_lines
-                if f in found and all(len(e["runs"]) == 3 for e in found[f]["arms"].values())]
-    assert "groupreduce" in complete
-    for family in complete:
-        start = report.index(f"### {family}\n")
-        table = report[start:report.index("\n### ", start + 1)]      # up to the next section
+STUDY_FOLDERS = {"course": RESULTS, "whole-model": RESULTS / "whole-model", "cma-search": RESULTS / "cma-search"}
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda s: s.name)
+def test_each_results_readme_quotes_the_report_for_every_complete_family(study):
+    """The README of each results folder quotes `python -m dkp report FOLDER`: every table row of each
+    family whose arms have all their planned seeds, and every verdict line whose hypothesis reads
+    only complete families (a family still running is quoted once it completes)."""
+    folder = STUDY_FOLDERS[study.name]
+    rec = records(study, folder)
+    readme = (folder / "README.md").read_text()
+    text = markdown(study, folder)
+    complete = {f for f, r in rec.results.items()
+                if all(len(rec.runs(f, a) or []) >= catalog.planned_seeds(f) for a in r["arms"])}
+    assert complete, study.name
+    for family in complete & set(study.families):
+        start = text.index(f"### {family}\n")
+        table = text[start:text.index("\n### ", start + 1)]          # up to the next section
         rows = [line for line in table.splitlines() if line.startswith("| ")]
-        assert rows and all(row in readme for row in rows), family
-        verdicts = [line for line in report.splitlines() if line.startswith(verdict_lines[family])]
-        assert len(verdicts) == n_verdicts[family] and all(line in readme for line in verdicts), family
+        assert rows and all(row in readme for row in rows), (family, [r for r in rows if r not in readme][:2])
+    lines = {v.id: line for v, line in zip(verdicts(study, rec=rec), text.splitlines()[-len(study.hypotheses()):])}
+    for h in study.hypotheses():
+        if {r.family for r in h.refs()} <= complete:
+            assert lines[h.id] in readme, lines[h.id]
 
 
 def test_the_faster_kronecker_split_is_less_accurate_as_notebook_08_says():
     """08, section 7 (and the README): at the course scale the split of the fewest multiply-adds
     ends beyond the seed spread above the full-rank split at the same compression."""
-    from dkp.course.report import split_verdict
     v = split_verdict(io.load_json(RESULTS / "kp-splits.json"))
     assert v["verdict"] == "less accurate" and 0.03 < v["relative"] < 0.1, v
 

@@ -6,7 +6,7 @@ import pytest
 from dkp.compression.anneal import Annealer
 from dkp.core.data import load_corpus
 from dkp.core.weights import Dense, Doped, Kronecker, Pruned
-from dkp.course import catalog
+from dkp.study import catalog
 from dkp.course.notebook import annealed_model, arm_sizes, repo_root, results_dir, structure_text, wall_time
 
 
@@ -51,7 +51,7 @@ def test_structure_text_names_each_kind():
 def test_a_demo_training_is_trained_once_per_test_session(ptb, tmp_path, monkeypatch):
     """The second notebook or test that asks for the same config and seed loads the first one's
     model, which equals training it again; outside a test session it always trains."""
-    from dkp.course.experiments import QUICK_RESULTS_ENV
+    from dkp.study.runner import QUICK_RESULTS_ENV
     from dkp.course.notebook import demo_training
     from dkp.training.configs import get_config
     config = get_config("tiny").with_(hidden=8, train_tokens=4_000, eval_tokens=1_000, epochs=2)
@@ -75,7 +75,7 @@ def test_a_demo_training_is_trained_once_per_test_session(ptb, tmp_path, monkeyp
 def test_a_kept_experiment_run_is_the_demo_training_of_its_config(ptb, tmp_path, monkeypatch):
     """run_one(keep=DIR) keeps the trained model where demo_training looks for it: a notebook that
     needs the model of a --quick experiment's run loads it, and it equals training it afresh."""
-    from dkp.course.experiments import QUICK_RESULTS_ENV, run_dir, run_one
+    from dkp.study.runner import QUICK_RESULTS_ENV, run_dir, run_one
     from dkp.course.notebook import demo_training
     from dkp.training.configs import get_config
     from dkp.training.loop import Trainer

@@ -6,7 +6,7 @@ from dkp.compression.anneal import Annealer, DenseWarmup, cmr_probability
 from dkp.compression.schedules import cubic_schedule
 from dkp.core.optim import Adam
 from dkp.core.weights import Dense, Doped
-from dkp.course.diagnostics import (CMATracker, PerplexityProbe, branch_statistics, perplexity,
+from dkp.study.probes import (CMATracker, PerplexityProbe, branch_statistics, perplexity,
                                     perplexity_s_pruned)
 from dkp.training.configs import get_config
 from dkp.training.evaluate import evaluate

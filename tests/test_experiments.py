@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from dkp.compression import shapes  # noqa: E402
 from dkp.compression.kron_view import gate_shape
-from dkp.course import catalog
-from dkp.course import experiments as ex  # noqa: E402
+from dkp.study import catalog
+from dkp.study import runner as ex  # noqa: E402
 from dkp.course import series
 from dkp.course.figures import cma as cma_figures
 from dkp.course.figures import curves
@@ -202,7 +202,7 @@ def test_report_command(results, capsys):
     assert "### kp-loss" in text and "### The effects" in text
 
 
-# --- where the runs execute (dkp.course.executors) -------------------------------------------------
+# --- where the runs execute (dkp.study.executors) -------------------------------------------------
 def _fake_run(config_dict, seed, probes=None, label=None, keep=None, fail=()):
     """A stand-in for run_one that trains nothing: a run's record, its numbers from the seed; it
     raises for the (structure, doping, seed) in `fail`."""
@@ -294,7 +294,7 @@ def test_dask_runs_equal_the_process_pool_and_survive_a_killed_worker(results, t
 
 def test_scheduler_without_dask_says_how_to_install(monkeypatch):
     import builtins
-    from dkp.course import executors
+    from dkp.study import executors
     real_import = builtins.__import__
 
     def no_dask(name, *a, **k):
@@ -311,7 +311,7 @@ def test_scheduler_without_dask_says_how_to_install(monkeypatch):
 def test_an_unreachable_scheduler_is_named():
     import dask
 
-    from dkp.course import executors
+    from dkp.study import executors
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         with pytest.raises(OSError, match=r"--scheduler 'tcp://127.0.0.1:9': could not reach a Dask scheduler"):
             with executors.executor(scheduler="tcp://127.0.0.1:9"):

@@ -1,5 +1,5 @@
 """The package's architecture holds: imports only point down the layers (kernels, core, compression,
-training, course, then the command line), with no cycle, also not through imports inside functions;
+training, bench, study, course, then the command line), with no cycle, also not through imports inside functions;
 only the kernels import numba; nothing imports `benchmarks`; every module is small and opens with
 the one idea it holds."""
 import ast
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dkp"
-LAYERS = ("kernels", "core", "compression", "training", "course", "__main__")
+LAYERS = ("kernels", "core", "compression", "training", "bench", "study", "course", "__main__")
 MAX_LINES = 400
 
 
@@ -106,6 +106,14 @@ def test_modules_are_small_and_open_with_their_idea():
         assert len(text.splitlines()) <= MAX_LINES, f"{name} has {len(text.splitlines())} lines (> {MAX_LINES})"
         assert text.startswith('"""') and len(text.splitlines()[0].strip('"')) > 20, \
             f"{name} does not open with a docstring saying what it holds"
+
+
+def test_the_study_imports_no_teaching_code(graph):
+    """The study pipeline (experiments, runner, records, the hypotheses engine) stands without the
+    course: nothing under dkp.study imports dkp.course (a layer above it, so this is the rule above
+    stated for the one pair a reader asks about)."""
+    study = {a: [b for b in deps if b.startswith("dkp.course")] for a, deps in graph.items() if a.startswith("dkp.study")}
+    assert study and not any(study.values()), study
 
 
 def test_a_planted_upward_import_is_caught(tmp_path):

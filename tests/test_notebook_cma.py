@@ -18,7 +18,7 @@ Notebook assert                                                        test
 06  the cmr arms differ only in cmr_p and cmr_variant                   test_cmr_arms_differ_only_in_dropout
 
 Nothing here asserts that co-matrix adaptation, or CMR's benefit, appears in a run: that is an
-empirical question the notebooks leave to dkp.course.report.effects on the full results.
+empirical question the notebooks leave to the study's engine (effect E3) on the full results.
 """
 import matplotlib
 
@@ -31,9 +31,9 @@ import pytest  # noqa: E402
 from dkp.compression.shapes import kron_shape  # noqa: E402
 from dkp.core.weights import Doped, Kronecker  # noqa: E402
 from dkp.course import series  # noqa: E402
-from dkp.course import diagnostics, report
-from dkp.course.catalog import arms, quick
-from dkp.course.experiments import run_one  # noqa: E402
+from dkp.course import diagnostics
+from dkp.study.catalog import arms, quick
+from dkp.study.runner import run_one  # noqa: E402
 from dkp.course.figures import cma as cma_figures
 
 SHAPE, DENSITY, P, DRAWS, SEED = (32, 16), 0.25, 0.3, 400, 0      # notebook 06, section 1
@@ -201,21 +201,19 @@ def test_cmr_arms_differ_only_in_dropout():
     assert cmr_arms["doped-kp"] == arms("cma")["doped-kp"]      # the cma arm, shared by both experiments
 
 
-def test_effect_text():
-    from dkp.course.report import effects
-    missing = report.effect_text(next(e for e in effects({}) if e["claim"].startswith("3.")))
-    assert "-> not measured" in missing and "not run yet: cma" in missing
-    e = {"claim": "4. CMR fixes it", "holds": False, "relative": -0.0123, "difference": -1.5, "threshold": 3.0,
-         "beyond_spread": False, "arm": "output-p0.3", "without": (100.0, 1.0, 3), "with": (98.5, 1.2, 3)}
-    text = report.effect_text(e).splitlines()
-    assert text[:2] == ["4. CMR fixes it", "  -> does not hold"]
-    assert "     relative: -1.2%" in text and "     beyond_spread: False" in text
-    assert "     with: 98.50 ± 1.20 (mean ± sd over 3 seeds)" in text
-    assert "lowest: 1.0, 2.5" in report.effect_text({"claim": "3.", "holds": True, "lowest": [1.0, 2.5]})
+def test_the_effect_printed_without_data_says_what_is_missing():
+    """The course's effect 3, printed by the study's one printer: without the cma record it is
+    undecided and names what is not run yet; a decided effect prints its verdict word and numbers."""
+    from dkp.study.engine import evaluate, verdict_line
+    from dkp.study.plans import course as course_study
+    from dkp.study.report import records_of
+    missing = {v.id: v for v in evaluate(course_study.hypotheses(), records_of(course_study.STUDY, {}))}["E3"]
+    assert missing.holds is None and "cma/doped-kp not run yet" in verdict_line(missing)
+    assert verdict_line(missing).startswith("- **E3** without co-matrix dropout, perplexity rises")
 
 
 def test_untrained_runs_are_those_far_above_the_best_arm():
-    from dkp.course.report import untrained_runs
+    from dkp.study.records import untrained_runs
 
     def arm(*finals):
         runs = [{"seed": i, "final_valid_ppl": v, "valid_ppl": [2 * v, v]} for i, v in enumerate(finals)]

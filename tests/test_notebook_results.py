@@ -19,7 +19,7 @@ small configs and short slices of PTB, never a full experiment.
   07: every methods arm meets the target after its anneal         test_methods_arms_meet_the_target
   03, 04, 07: the live runs finish with finite perplexity, doped
       arms with S at its target density                           test_short_runs_finish_with_finite_perplexity
-  03, 04, 07: the verdict printed (dkp.course.report.effects) equals the
+  03, 04, 07: the verdict printed (the study's engine, E1, E2, E5) equals the
       notebook's recomputation from the individual runs           test_verdicts_match_a_recomputation_from_the_runs
 """
 
@@ -30,10 +30,13 @@ from dkp.compression.anneal import Annealer, doped_layers
 from dkp.compression.shapes import RTOL, KronShape, kron_candidates
 from dkp.core.weights import Doped
 from dkp.core.weights.sparse import csr_nbytes, n_keep
-from dkp.course import catalog
-from dkp.course import experiments as ex
+from dkp.study import catalog
+from dkp.study import runner as ex
 from dkp.course.notebook import annealed_model
-from dkp.course.report import effects, recipe_search
+from dkp.study.engine import evaluate
+from dkp.study.plans import course as course_study
+from dkp.study.plans.course import recipe_search
+from dkp.study.report import records_of
 from dkp.training.evaluate import layer_report
 from dkp.training.loop import Trainer, build_model
 
@@ -226,21 +229,27 @@ CASES = [
 ]
 
 
+def effects(results):
+    """The course's effects E1-E5 (and K1) as the one engine decides them on `results`."""
+    return evaluate(course_study.hypotheses(), records_of(course_study.STUDY, results))
+
+
 @pytest.mark.parametrize("index, recompute, results, expected", CASES)
 def test_verdicts_match_a_recomputation_from_the_runs(index, recompute, results, expected):
     verdict = effects(results)[index]
-    assert verdict["holds"] == recompute(results) == expected
+    assert verdict.holds == recompute(results) == expected
 
 
 def test_missing_data_is_not_measured():
     verdicts = effects({})
-    assert [v["holds"] for v in verdicts] == [None] * 5
-    assert all(v["why"].startswith("not run yet") for v in verdicts)
+    assert [v.holds for v in verdicts] == [None] * 6
+    assert all("not run yet" in v.outcome.why or all("not run yet" in k.why for k in v.outcome.children)
+               for v in verdicts)
 
 
 def test_split_verdict_by_the_two_sd_rule():
     """08, section 7: the faster Kronecker split against the full-rank one, by the course's rule."""
-    from dkp.course.report import split_verdict
+    from dkp.study.plans.course import split_verdict
     same = result(**{"kp": [150.0, 152.0, 151.0], "kp-flops": [151.0, 153.0, 150.0]})
     worse = result(**{"kp": [150.0, 150.5, 151.0], "kp-flops": [160.0, 161.0, 160.5]})
     better = result(**{"kp": [160.0, 161.0, 160.5], "kp-flops": [150.0, 150.5, 151.0]})

@@ -57,16 +57,17 @@ def test_the_groupreduce_statements_of_notebook_09_hold_on_the_committed_runs():
     ends below the dense model (which trains two epochs fewer)."""
     from pathlib import Path
 
-    from dkp.course import whole
-    found = whole.load(Path(__file__).resolve().parents[1] / "data" / "results" / "whole-model")
-    full = found["groupreduce"]
+    from dkp.study import report
+    from dkp.study.plans import whole_model
+    rec = report.records(whole_model.STUDY, Path(__file__).resolve().parents[1] / "data" / "results" / "whole-model")
+    full = rec.results["groupreduce"]
 
     def seeds(arm, key="valid"):
-        v = np.array(whole.arm_values(full, arm)[key])
+        v = np.array(rec.values("groupreduce", arm, key))
         assert len(v) == 3
         return v.mean(), v.std(ddof=1)
-    verdicts = {h["id"]: h for h in whole.hypotheses(found)}
-    assert verdicts["G1"]["holds"] and verdicts["G2"]["holds"] and verdicts["G3"]["holds"]
+    verdicts = {v.id: v for v in report.verdicts(whole_model.STUDY, rec=rec)}
+    assert verdicts["G1"].holds and verdicts["G2"].holds and verdicts["G3"].holds
     g, d = seeds("groupreduce-6x"), seeds("dense")
     for other in (seeds("svd-6x"), seeds("prune-6x")):
         assert 0 < abs(g[0] - other[0]) - 2 * np.hypot(g[1], other[1]) < min(g[1], other[1]) / 3
@@ -82,20 +83,21 @@ def test_the_distillation_statements_of_notebook_10_hold_on_the_committed_runs()
     rule above either half alone."""
     from pathlib import Path
 
-    from dkp.course import whole
-    found = whole.load(Path(__file__).resolve().parents[1] / "data" / "results" / "whole-model")
-    full = found["whole-model"]
+    from dkp.study import report
+    from dkp.study.plans import whole_model
+    rec = report.records(whole_model.STUDY, Path(__file__).resolve().parents[1] / "data" / "results" / "whole-model")
+    full = rec.results["whole-model"]
     assert all(len(e["runs"]) == 3 for e in full["arms"].values())
 
     def seeds(arm):
-        v = np.array(whole.arm_values(full, arm)["valid"])
+        v = np.array(rec.values("whole-model", arm, "valid"))
         assert len(v) == 3
         return v.mean(), v.std(ddof=1)
 
     def higher(a, b):          # b ends above a beyond the plan's rule
         (ma, sa), (mb, sb) = seeds(a), seeds(b)
         return mb - ma > 2 * np.hypot(sa, sb)
-    verdicts = {h["id"]: h["holds"] for h in whole.hypotheses(found)}
+    verdicts = {v.id: v.holds for v in report.verdicts(whole_model.STUDY, rec=rec)}
     assert verdicts == {**verdicts, "W1": True, "W2": False, "W2b": True, "W3": False, "Q1": True}
     for twin in ("doped-kp-teacher", "groupreduce-12x", "groupreduce-12x-doped-kp"):
         assert higher(twin, f"{twin}-ilkd"), twin
@@ -103,5 +105,5 @@ def test_the_distillation_statements_of_notebook_10_hold_on_the_committed_runs()
     assert seeds("doped-kp-teacher")[0] < teacher[0] and seeds("groupreduce-12x")[0] < teacher[0]
     assert not higher("dense", both) and not higher(both, "dense")
     assert higher("doped-kp-teacher", both) and higher("groupreduce-12x", both)
-    sizes = whole.arm_values(full, both)
+    sizes = rec.arm_values("whole-model", both)
     assert min(sizes["compression"]) > 12 and min(sizes["int8_compression"]) > 30

@@ -1,4 +1,4 @@
-"""Notebook 08 (inference speed): the claims it asserts, with its sizes, and dkp.course.speed' loader,
+"""Notebook 08 (inference speed): the claims it asserts, with its sizes, and dkp.bench.records' loader,
 table formatters, target verdicts and figures. No timing is asserted anywhere.
 
 Claims of 08 and where they are tested:
@@ -22,8 +22,8 @@ from readable import assert_readable  # noqa: E402
 from dkp.compression import shapes  # noqa: E402
 from dkp.core.inference import LSTMStep  # noqa: E402
 from dkp.core.lstm import LSTMLayer  # noqa: E402
-from dkp.course import bench as bench_module  # noqa: E402
-from dkp.course import speed as sp  # noqa: E402
+from dkp.bench import matrices as bench_module  # noqa: E402
+from dkp.bench import records as sp  # noqa: E402
 from dkp.course.figures import speed as speed_figures  # noqa: E402
 from dkp.kernels import arith  # noqa: E402
 

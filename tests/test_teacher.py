@@ -93,7 +93,7 @@ def test_teacher_settings_are_checked(changes, message):
 
 
 def test_whole_model_arms_are_valid_and_comparable():
-    from dkp.course import catalog
+    from dkp.study import catalog
     for name in catalog.WHOLE:
         configs = catalog.experiment_arms(name)
         for arm, config in configs.items():

@@ -167,3 +167,61 @@ def test_threads_reach_the_blas_before_numpy_loads_it(monkeypatch, tmp_path, cap
     assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
     assert main(["train", "--config", "tiny", "--threads", "0", "--out", str(tmp_path)]) == 1
     assert "--threads must be a positive number" in capsys.readouterr().err
+
+
+# --- the config makes its own flags --------------------------------------------------------------------
+def test_a_declared_config_field_is_a_flag_and_an_override():
+    """Adding a field to the config is one edit: declared with `option`, it is a flag of `train`,
+    parsed with its check, and an override of the config, with nothing listed anywhere else."""
+    import argparse
+    from dataclasses import dataclass
+
+    from dkp.training.configs import NON_NEGATIVE, Config, option
+    from dkp.training.flags import add_config_flags, apply, overrides
+
+    @dataclass(frozen=True)
+    class Wider(Config):
+        momentum: float = option(0.0, "momentum of the update", check=NON_NEGATIVE, group="an experiment's knobs")
+        warm: bool = option(False, "start warm")
+
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser, Wider)
+    assert "--momentum" in parser.format_help() and "momentum of the update" in parser.format_help()
+    args = parser.parse_args(["--momentum", "0.9", "--warm", "--epochs", "3"])
+    changes = overrides(args, Wider)
+    assert changes == {"momentum": 0.9, "warm": True, "epochs": 3}
+    assert apply(Wider(), changes).momentum == 0.9
+    with pytest.raises(SystemExit):                     # its check runs where the flag is parsed
+        parser.parse_args(["--momentum", "-1"])
+
+
+def test_every_config_field_but_the_name_has_a_flag_in_train_help(capsys):
+    from dataclasses import fields
+
+    from dkp.__main__ import main
+    from dkp.training.configs import Config
+    from dkp.training.flags import flag_name
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for f in fields(Config):
+        if f.name != "name":
+            assert flag_name(f) in text, f.name
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--compression", "20"], "--compression"),                       # dense: nothing to compress
+    (["--cmr-p", "0.3"], "--cmr-p"),                                  # no S to drop
+    (["--structure", "kp", "--compression", "20", "--kp-split", "flops", "--cmr-variant", "branch"], "--cmr-variant"),
+    (["--vocab-compression", "6"], "--vocab-compression"),
+    (["--distill-kl", "1"], "--distill-kl"),
+])
+def test_a_flag_that_would_change_nothing_is_an_error_naming_it(argv, flag):
+    import argparse
+
+    from dkp.training.configs import get_config
+    from dkp.training.flags import add_config_flags, apply, overrides
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    with pytest.raises(ValueError, match=f"^{flag} has no effect here"):
+        apply(get_config("small"), overrides(parser.parse_args(argv)))

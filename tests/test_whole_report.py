@@ -1,7 +1,25 @@
-"""dkp.course.whole: the whole model's tables and verdicts, on results built by hand."""
+"""The whole model's declared hypotheses (dkp.study.plans.whole_model) and its run values, through
+the one engine and printer, on results built by hand."""
+import json
+
 import numpy as np
 
-from dkp.course import whole
+from dkp.study import catalog
+from dkp.study.engine import evaluate, verdict_line
+from dkp.study.metrics import run_values
+from dkp.study.plans import whole_model
+from dkp.study.records import Records
+from dkp.study.report import markdown
+
+
+def hypotheses(results):
+    return {v.id: v for v in evaluate(whole_model.hypotheses(), Records(results, catalog.planned_seeds))}
+
+
+def report(results, tmp_path):
+    for name, r in results.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps({**r, "experiment": name}))
+    return markdown(whole_model.STUDY, tmp_path)
 
 
 def run(seed, valid, vocab_params=1000, switch_after=None, int8_valid=None, lstm_params=500):
@@ -20,12 +38,14 @@ def run(seed, valid, vocab_params=1000, switch_after=None, int8_valid=None, lstm
 
 
 def family(arms):
-    return {"arms": {a: {"runs": runs} for a, runs in arms.items()}, "command": "python -m dkp experiment x",
+    from dkp.study.runner import summarize
+    return {"arms": {a: {"runs": runs, "config": {}, "summary": summarize(runs)} for a, runs in arms.items()},
+            "command": "python -m dkp experiment x",
             "commit": "0" * 40, "wall_seconds": 60}
 
 
 def test_run_values_count_the_vocabulary_and_the_int8_model():
-    v = whole.run_values(run(0, 120.0, vocab_params=1000, int8_valid=121.2))
+    v = run_values(run(0, 120.0, vocab_params=1000, int8_valid=121.2))
     assert np.isclose(v["vocab_compression"], 6.0)
     assert np.isclose(v["int8_cost"], 0.01)
     n = 1000 + 500 + 1000 + 100
@@ -38,16 +58,16 @@ def three(valid, spread=0.5, switch_after=None, **kw):
                 switch_after=None if switch_after is None else switch_after + spread * (s - 1)) for s in range(3)]
 
 
-def test_group_reduce_verdicts_follow_the_rule():
+def test_group_reduce_verdicts_follow_the_rule(tmp_path):
     results = {"groupreduce": family({"groupreduce-6x": three(120.0, switch_after=160.0),
                                       "svd-6x": three(125.0, switch_after=160.2),
                                       "prune-6x": three(121.0, switch_after=170.0)})}
-    h = {x["id"]: x for x in whole.hypotheses(results)}
-    assert h["G1"]["holds"] is True                     # 5 apart, threshold 2 sqrt(0.5) = 1.41
-    assert h["G2"]["holds"] is False                    # 1 apart: within the spread
-    assert h["G3"]["holds"] is False                    # 0.2 apart
-    assert h["W2"]["holds"] is None and h["Q1"]["holds"] is None   # whole-model not run: undecided
-    assert "groupreduce-6x" in whole.markdown(results)
+    h = hypotheses(results)
+    assert h["G1"].holds is True                        # 5 apart, threshold 2 sqrt(0.5) = 1.41
+    assert h["G2"].holds is False                       # 1 apart: within the spread
+    assert h["G3"].holds is False                       # 0.2 apart
+    assert h["W2"].holds is None and h["Q1"].holds is None   # whole-model not run: undecided
+    assert "groupreduce-6x" in report(results, tmp_path)
 
 
 def test_whole_model_verdicts_and_the_int8_rule():
@@ -56,19 +76,21 @@ def test_whole_model_verdicts_and_the_int8_rule():
             "groupreduce-12x-doped-kp": three(140.0, vocab_params=200, lstm_params=100),
             "groupreduce-12x-doped-kp-ilkd": three(139.0, vocab_params=200, lstm_params=100)}
     results = {"whole-model": family(arms), "groupreduce": family({"svd-6x": three(125.0)})}
-    h = {x["id"]: x for x in whole.hypotheses(results)}
-    assert h["W1"]["holds"] is True                     # 14100 / 600 = 23.5x
-    assert any("against dense (the teacher): +16.7%" in n for n in h["W1"]["notes"])
-    assert h["W2"]["holds"] is True and h["W2b"]["holds"] is False and h["W3"]["holds"] is False
-    assert h["W2"]["notes"] == ["what distillation adds to the teacher's start (doped-kp-teacher-ilkd vs "
-                                "doped-kp-teacher, not a planned hypothesis): difference -3.50 (2-sd threshold 1.41)"]
-    assert h["Q1"]["holds"] is True                     # 0.1% everywhere
+    h = hypotheses(results)
+    assert h["W1"].holds is True                        # 14100 / 600 = 23.5x
+    assert "perplexity against dense (the teacher): +16.7%" in verdict_line(h["W1"])
+    assert h["W2"].holds is True and h["W2b"].holds is False and h["W3"].holds is False
+    assert h["W2c"].holds is True and not h["W2c"].hypothesis.preregistered   # distillation's own share
+    assert "doped-kp-teacher-ilkd vs doped-kp-teacher: difference -3.5 (threshold 1.41)" in verdict_line(h["W2c"])
+    assert "(added after the runs, not a planned hypothesis)" in verdict_line(h["W2c"])
+    assert h["Q1"].holds is True                        # 0.1% everywhere
     results["whole-model"]["arms"]["dense"]["runs"][1]["quantized"]["final_valid_ppl"] = 120.0 * 1.02
-    h = {x["id"]: x for x in whole.hypotheses(results)}
-    assert h["Q1"]["holds"] is False and "whole-model/dense" in h["Q1"]["checks"][0]["detail"]
+    h = hypotheses(results)
+    assert h["Q1"].holds is False and "whole-model/dense" in verdict_line(h["Q1"])
 
 
 def test_a_diverged_run_is_left_out():
     runs = three(120.0)
     runs[2]["diverged"] = True
-    assert len(whole.arm_values(family({"a": runs}), "a")["valid"]) == 2
+    rec = Records({"f": family({"a": runs})}, catalog.planned_seeds)
+    assert len(rec.values("f", "a", "valid")) == 2

@@ -12,6 +12,7 @@ from dkp.compression import kron_view, shapes
 from dkp.compression.shapes import KronShape, kron_candidates, kron_shape  # noqa: E402
 from dkp.course import widgets  # noqa: E402
 from dkp.course import diagnostics
+from dkp.study import probes
 
 PAPER = (2600, 1300)
 
@@ -246,7 +247,7 @@ def independent_ppl(model, ids, density, s_enabled=True):
     for _, W in anneal.doped_layers(clone):
         if W.density > density:
             W.set_density(density)
-    return diagnostics.perplexity(clone, ids, CMA_BATCH, CMA_BPTT, s_enabled=s_enabled)
+    return probes.perplexity(clone, ids, CMA_BATCH, CMA_BPTT, s_enabled=s_enabled)
 
 
 @pytest.fixture
@@ -269,7 +270,7 @@ def test_cma_explorer_starts_at_the_trained_density(cma_explorer, doped_model, s
     ex = cma_explorer
     assert ex.trained == diagnostics.trained_density(doped_model) == doped_model.layers[0].W.density
     assert ex.density.value == ex.trained and ex.s_on.value and ex.state.valid
-    assert ex.state.ppl == diagnostics.perplexity(copy.deepcopy(doped_model), slice_ids, CMA_BATCH, CMA_BPTT)
+    assert ex.state.ppl == probes.perplexity(copy.deepcopy(doped_model), slice_ids, CMA_BATCH, CMA_BPTT)
     assert f"{ex.state.ppl:.2f}" in ex.summary.value
     assert ex.drawn == ["Pruning S further after training", f"Branch outputs, S on at density {ex.trained:.3g}"]
     assert len(ex.state.layers) == 2 and ex.state.nnz == sum(W.nnz for _, W in anneal.doped_layers(doped_model))
@@ -295,7 +296,7 @@ def test_branch_statistics_are_those_of_the_pruned_copy(cma_explorer, doped_mode
     clone = copy.deepcopy(doped_model)
     for _, W in anneal.doped_layers(clone):
         W.set_density(d)
-    want = diagnostics.branch_statistics(clone, slice_ids, CMA_BATCH, CMA_BPTT)
+    want = probes.branch_statistics(clone, slice_ids, CMA_BATCH, CMA_BPTT)
     assert list(ex.state.layers) == want
     for r in ex.state.layers:
         assert f"{r['sparse_share']:.3f}" in ex.summary.value and 0.0 <= r["sparse_share"] <= 1.0
@@ -303,7 +304,7 @@ def test_branch_statistics_are_those_of_the_pruned_copy(cma_explorer, doped_mode
 
 def test_switching_S_off_equals_perplexity_without_S(cma_explorer, doped_model, slice_ids):
     ex = cma_explorer
-    want = diagnostics.perplexity(copy.deepcopy(doped_model), slice_ids, CMA_BATCH, CMA_BPTT, s_enabled=False)
+    want = probes.perplexity(copy.deepcopy(doped_model), slice_ids, CMA_BATCH, CMA_BPTT, s_enabled=False)
     ex.s_on.value = False
     assert not ex.state.s_enabled and ex.state.ppl == want == ex.s_off
     assert "S switched off" in ex.summary.value and ex.s_on.description == "S off"

@@ -1,3 +1,5 @@
-"""The course layer: the named experiments and their runner, reports and verdicts, the co-matrix
-adaptation diagnostics and search, series read from results, figures, widgets, and the inference
-benchmark's setup. Builds on every layer below; nothing below imports it."""
+"""The course layer, for teaching only: what the notebooks share (`notebook`: folders, verdicts shown
+as the report prints them, short demo trainings), the co-matrix adaptation explorers' logic
+(`diagnostics`), series read from results for plots (`series`), figures and widgets. It reads the
+study's records and verdicts (`dkp.study`) and the benchmark records (`dkp.bench`); nothing below
+imports it."""

@@ -1,6 +1,7 @@
 """What the notebooks share, written once: the repository's folders, the wall time of a results file,
-the sizes an arm trains to (its model after the anneal), one line describing a gate matrix, and
-the short demo trainings a notebook and the test of its claims both need."""
+the verdicts of a study shown as the report prints them, the sizes an arm trains to (its model
+after the anneal), one line describing a gate matrix, and the short demo trainings a notebook and
+the test of its claims both need."""
 from __future__ import annotations
 
 import os
@@ -9,8 +10,8 @@ from pathlib import Path
 from dkp.compression.anneal import Annealer, needs_annealing
 from dkp.core import io
 from dkp.core.weights import Doped, Hybrid, Kronecker, LowRank, Pruned
-from dkp.course.catalog import lstm_size
-from dkp.course.experiments import QUICK_RESULTS_ENV, run_dir
+from dkp.study.catalog import lstm_size
+from dkp.study.runner import QUICK_RESULTS_ENV, run_dir
 from dkp.training.checkpoint import CHECKPOINT
 from dkp.training.evaluate import layer_report
 from dkp.training.loop import METRICS, Trainer, build_model
@@ -37,6 +38,27 @@ def wall_time(result):
     if "wall_seconds" in result:
         return f"{result['wall_seconds'] / 60:.0f} min of wall time"
     return "no wall time recorded yet (the experiment is still running, or was interrupted)"
+
+
+def show_verdicts(study, directory, ids=None, rec=None):
+    """Show the verdicts `ids` (default: all) of `study` on the records in `directory` exactly as
+    `python -m dkp report` and the READMEs print them (the study pipeline's one printer), as
+    Markdown in a notebook and as text elsewhere. Returns {id: Verdict} of every hypothesis, for the
+    check cells to read."""
+    from dkp.study.engine import verdict_line
+    from dkp.study.report import verdicts
+    found = {v.id: v for v in verdicts(study, directory, rec=rec)}
+    lines = [verdict_line(found[i], found) for i in (ids or list(found))]
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+        if get_ipython() is not None:
+            display(Markdown("\n".join(lines)))
+            return found
+    except ImportError:
+        pass
+    print("\n".join(lines))
+    return found
 
 
 def demo_training(config, seed=0, corpus=None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dkp.course.run_metrics import failed_runs
+from dkp.study.records import failed_runs
 
 
 def arm_table(result):
@@ -89,7 +89,7 @@ def probe_series(result, arm):
     (S on; the same epochs in every arm of the search)."""
     runs = [r for r in _trained_runs(result, arm) if r.get("probes")]
     if not runs:
-        raise ValueError(f"arm {arm!r} has no grid probes (run a search experiment: dkp.course.catalog.SEARCH)")
+        raise ValueError(f"arm {arm!r} has no grid probes (run a search experiment: dkp.study.catalog.SEARCH)")
     points = [{round(p["epoch"], 6): p["ppl"] for p in r["probes"]} for r in runs]
     epochs = sorted(set.intersection(*(set(p) for p in points)))
     v = np.array([[p[e] for e in epochs] for p in points])

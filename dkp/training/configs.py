@@ -1,77 +1,136 @@
-"""Named training configurations: Zaremba et al.'s small / medium / large, and a tiny one for demos."""
+"""The training configuration: one frozen dataclass whose every field declares its default, its help
+text and its command-line flag once (`option`), and the named configurations (Zaremba et al.'s
+small / medium / large, and a tiny one for demos). `dkp.training.flags` builds `train`'s flags from
+the fields; adding a field is this one edit."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+
+
+def option(default, help, *, flag=None, choices=None, check=None, metavar=None, needs=None, group="training"):
+    """A config field that declares its own command-line flag: its help text; the flag's name where
+    it is not --FIELD-NAME; its choices; `check`, a function that turns the flag's text into a value
+    or raises ValueError saying what was expected; and `needs`, (predicate on the final config, why),
+    a flag that changes nothing unless the predicate holds (passing it otherwise is an error)."""
+    return field(default=default, metadata=dict(help=help, flag=flag, choices=choices, check=check, metavar=metavar,
+                                                 needs=needs, group=group))
+
+
+def _number(kind, low=None, high=None, low_open=False, high_open=False, what=None):
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise ValueError(f"expected {what or kind.__name__}, got {text!r}") from None
+        if (low is not None and (v <= low if low_open else v < low)) or \
+                (high is not None and (v >= high if high_open else v > high)):
+            raise ValueError(f"expected {what}, got {text!r}")
+        return v
+    return parse
+
+
+POSITIVE_INT = _number(int, 1, what="a positive whole number")
+COUNT = _number(int, 0, what="a whole number >= 0")
+POSITIVE = _number(float, 0.0, low_open=True, what="a positive number")
+NON_NEGATIVE = _number(float, 0.0, what="a number >= 0")
+PROBABILITY = _number(float, 0.0, 1.0, high_open=True, what="a probability in [0, 1)")
+DENSITY = _number(float, 0.0, 1.0, low_open=True, what="a density in (0, 1]")
+AT_LEAST_ONE = _number(float, 1.0, what="a factor >= 1")
+
+DOPED = (lambda c: c.doping > 0, "it acts on the sparse overlay S, and --doping is 0 (no S)")
+ANNEALED = (lambda c: c.doping > 0 or c.structure == "prune",
+            "only S (--doping) or pruning (--structure prune) is annealed")
+DROPPING = (lambda c: c.cmr_p > 0, "co-matrix dropout is off (--cmr-p is 0)")
+WARMED = (lambda c: c.dense_warmup > 0, "it acts at the switch from the dense warm-up, and --dense-warmup is 0")
+VOCAB = (lambda c: c.vocab_structure != "dense", "the embedding and softmax stay dense (--vocab-structure dense)")
 
 
 @dataclass(frozen=True)
 class Config:
-    name: str
-    layers: int
-    hidden: int
-    dropout: float
-    init_scale: float
-    epochs: int
-    bptt: int
-    clip: float
-    lr: float = 1.0
-    lr_decay: float = 1.0        # lr is divided by this each epoch after `decay_after` epochs
-    decay_after: int = 0
-    batch: int = 20
-    eval_batch: int = 10
-    optimizer: str = "sgd"       # "sgd" (Zaremba) or "adam"
-    level: str = "word"          # "word" or "char"
-    train_tokens: int = 0        # 0: the whole train split; N: its first N tokens
-    eval_tokens: int = 0         # 0: whole valid/test splits; N: their first N tokens
-    # Structured LSTM gate matrices (dkp.compression.structures): "dense", "kp", "lmf", "hmd" or "prune",
-    # compressed `compression` times (S's non-zeros counted), kp as a sum of `kp_rank` products.
-    structure: str = "dense"
-    compression: float = 1.0
-    kp_rank: int = 1
-    # which Kronecker factor shapes meet the compression (dkp.compression.shapes.kron_shape's rule):
-    # "rank", the largest reachable rank (the papers'), or "flops", the fewest multiply-adds
-    kp_split: str = "rank"
-    # Doping (dkp.compression.anneal): final density of S (0: no S). S starts dense; its density (and, for
-    # "prune", the weights' density) follows the cubic schedule from 1 at epoch `anneal_start` to
-    # its target at epoch `anneal_end` (fractions of an epoch allowed), re-masked every
-    # `anneal_every` steps, then frozen.
-    doping: float = 0.0
-    anneal_start: float = 0.0
-    anneal_end: float = 1.0
-    anneal_every: int = 50
-    # anneal_s False keeps S at its starting density (dense) for the whole run, the structured part
-    # still sized for `doping`: the control against which an anneal is measured.
-    anneal_s: bool = True
-    # dense_warmup > 0: train a dense model for that many epochs (the teacher), then compress it
-    # (dkp.compression.teacher): each gate matrix W becomes its nearest structured matrix, plus
-    # S = W - structured (dense) when doped, the embedding and softmax become `vocab_structure`;
-    # training goes on from there. 0: the model is compressed from its first step (S starts at 0).
-    dense_warmup: float = 0.0
-    # lr_restart True: the learning-rate schedule starts again at the switch (a whole number of
-    # epochs of dense warm-up), so the compressed model trains at the rates a model compressed from
-    # the start would, while the warm-up trains at the dense model's own rates.
-    lr_restart: bool = False
-    # The embedding and the softmax matrix (both V x H), compressed `vocab_compression` times from
-    # the dense warm-up's matrices: "dense" (kept), "groupreduce" (frequency-grouped low rank in
-    # `vocab_groups` groups), "svd" (one truncated SVD) or "prune" (magnitude pruning, mask fixed).
-    vocab_structure: str = "dense"
-    vocab_compression: float = 1.0
-    vocab_groups: int = 10
-    # Distillation from the dense warm-up's model, frozen at the switch (the teacher): the loss adds
-    # distill_kl * KL(teacher || student) of the output distributions and distill_hidden * the mean
-    # squared difference of each LSTM layer's hidden states.
-    distill_kl: float = 0.0
-    distill_hidden: float = 0.0
-    # Co-matrix dropout on S during training: probability and variant ("output", "branch", "connect").
-    cmr_p: float = 0.0
-    cmr_variant: str = "output"
-    # How p follows the anneal (dkp.compression.anneal.cmr_probability): "constant" p throughout; "threshold": p
-    # only once S's density is at or below `cmr_threshold`, 0 before; "density": p grows from 0 to
-    # cmr_p as S's density falls from 1 to `doping`. cmr_rescale False drops without dividing the
-    # kept part by 1 - p.
-    cmr_schedule: str = "constant"
-    cmr_threshold: float = 0.1
-    cmr_rescale: bool = True
+    name: str = option("custom", "the configuration's name", flag=False)
+    layers: int = option(2, "LSTM layers", check=POSITIVE_INT, group="model")
+    hidden: int = option(200, "units per LSTM layer", check=POSITIVE_INT, group="model")
+    dropout: float = option(0.0, "dropout on the non-recurrent connections", check=PROBABILITY, group="model")
+    init_scale: float = option(0.1, "weights start uniform in [-s, s]", check=POSITIVE, metavar="S", group="model")
+    epochs: int = option(13, "total epochs", check=POSITIVE_INT)
+    bptt: int = option(20, "steps of a backpropagation-through-time window", check=POSITIVE_INT)
+    clip: float = option(5.0, "global gradient-norm clip", check=POSITIVE)
+    lr: float = option(1.0, "learning rate", check=POSITIVE)
+    lr_decay: float = option(1.0, "the learning rate is divided by this each epoch after --decay-after epochs",
+                             check=AT_LEAST_ONE)
+    decay_after: int = option(0, "epochs at the full learning rate", check=COUNT)
+    batch: int = option(20, "training batch (rows trained side by side)", check=POSITIVE_INT)
+    eval_batch: int = option(10, "evaluation batch", check=POSITIVE_INT)
+    optimizer: str = option("sgd", "sgd (Zaremba's) or adam", choices=("sgd", "adam"))
+    level: str = option("word", "PTB at the word or the character level", choices=("word", "char"))
+    train_tokens: int = option(0, "train on the first N tokens of the train split only (0: all of it)", check=COUNT,
+                               metavar="N")
+    eval_tokens: int = option(0, "evaluate on the first N tokens of the valid and test splits (0: all)", check=COUNT,
+                              metavar="N")
+    # Structured LSTM gate matrices (dkp.compression.structures), S's non-zeros counted.
+    structure: str = option("dense", "kp: Kronecker product, lmf: low rank, hmd: hybrid, prune: magnitude pruning",
+                            choices=("dense", "kp", "lmf", "hmd", "prune"), group="compression of the LSTM gate matrices")
+    compression: float = option(1.0, "target compression factor of each gate matrix", check=AT_LEAST_ONE,
+                                needs=(lambda c: c.structure != "dense", "the gate matrices are dense (--structure dense)"),
+                                group="compression of the LSTM gate matrices")
+    kp_rank: int = option(1, "number of Kronecker products summed", check=POSITIVE_INT,
+                          needs=(lambda c: c.structure == "kp", "only --structure kp has Kronecker factors"),
+                          group="compression of the LSTM gate matrices")
+    kp_split: str = option("rank", "Kronecker factor shapes: the largest reachable rank (rank, the papers') or the "
+                                   "fewest multiply-adds (flops, faster)", choices=("rank", "flops"),
+                           needs=(lambda c: c.structure == "kp", "only --structure kp has Kronecker factors"),
+                           group="compression of the LSTM gate matrices")
+    # Doping (dkp.compression.anneal): S starts dense; its density (and, for "prune", the weights')
+    # follows the cubic schedule from 1 at `anneal_start` to its target at `anneal_end` (epochs),
+    # re-masked every `anneal_every` steps, then frozen.
+    doping: float = option(0.0, "final density of the sparse overlay S (kp, lmf, hmd), e.g. 0.01",
+                           check=_number(float, 0.0, 1.0, what="a density in [0, 1]"), metavar="DENSITY",
+                           needs=(lambda c: c.doping == 0 or c.structure in ("kp", "lmf", "hmd"),
+                                  "S overlays a kp, lmf or hmd structure"),
+                           group="compression of the LSTM gate matrices")
+    anneal_start: float = option(0.0, "start of the density anneal", check=NON_NEGATIVE, metavar="EPOCH",
+                                 needs=ANNEALED, group="compression of the LSTM gate matrices")
+    anneal_end: float = option(1.0, "end of the density anneal", check=NON_NEGATIVE, metavar="EPOCH",
+                               needs=ANNEALED, group="compression of the LSTM gate matrices")
+    anneal_every: int = option(50, "steps between two re-maskings during the anneal", check=POSITIVE_INT,
+                               needs=ANNEALED, group="compression of the LSTM gate matrices")
+    anneal_s: bool = option(True, "keep S dense for the whole run (the control of an anneal)", flag="--no-anneal",
+                            needs=DOPED, group="compression of the LSTM gate matrices")
+    dense_warmup: float = option(0.0, "train dense this long (the teacher), then compress every matrix from it; doped: "
+                                      "S starts as the residual W - nearest structured matrix", check=NON_NEGATIVE,
+                                 metavar="EPOCHS", group="compression of the LSTM gate matrices")
+    lr_restart: bool = option(False, "start the learning-rate schedule again at the switch (a whole number of epochs of "
+                                     "--dense-warmup)", needs=WARMED, group="compression of the LSTM gate matrices")
+    # The embedding and the softmax matrix (both V x H), compressed from the dense warm-up's.
+    vocab_structure: str = option("dense", "how both V x H matrices are compressed after --dense-warmup",
+                                  choices=("dense", "groupreduce", "svd", "prune"), needs=WARMED,
+                                  group="compression of the embedding and the softmax (from a dense warm-up)")
+    vocab_compression: float = option(1.0, "their compression factor (parameters)", check=AT_LEAST_ONE, needs=VOCAB,
+                                      group="compression of the embedding and the softmax (from a dense warm-up)")
+    vocab_groups: int = option(10, "(groupreduce) frequency groups", check=POSITIVE_INT,
+                               needs=(lambda c: c.vocab_structure == "groupreduce", "only groupreduce has groups"),
+                               group="compression of the embedding and the softmax (from a dense warm-up)")
+    # Distillation from the dense warm-up's model, frozen at the switch (the teacher).
+    distill_kl: float = option(0.0, "weight of KL(teacher || student) of the outputs", check=NON_NEGATIVE,
+                               metavar="WEIGHT", needs=WARMED, group="distillation from the dense warm-up's model")
+    distill_hidden: float = option(0.0, "weight of the mean squared difference of the LSTM layers' hidden states",
+                                   check=NON_NEGATIVE, metavar="WEIGHT", needs=WARMED,
+                                   group="distillation from the dense warm-up's model")
+    # Co-matrix dropout on S during training (dkp.compression.anneal.cmr_probability for the schedules).
+    cmr_p: float = option(0.0, "co-matrix dropout probability on S", check=PROBABILITY, needs=DOPED,
+                          group="co-matrix dropout")
+    cmr_variant: str = option("output", "what is dropped: entries of S x (output), the whole S x (branch), entries "
+                                        "of S (connect)", choices=("output", "branch", "connect"), needs=DROPPING,
+                              group="co-matrix dropout")
+    cmr_schedule: str = option("constant", "p throughout (constant), only once S's density <= --cmr-threshold, or "
+                                           "growing as S empties", choices=("constant", "threshold", "density"),
+                               needs=DROPPING, group="co-matrix dropout")
+    cmr_threshold: float = option(0.1, "(threshold schedule) the density below which dropout acts", check=DENSITY,
+                                  metavar="DENSITY",
+                                  needs=(lambda c: c.cmr_p > 0 and c.cmr_schedule == "threshold",
+                                         "only --cmr-schedule threshold has a threshold"), group="co-matrix dropout")
+    cmr_rescale: bool = option(True, "do not divide the kept part of S by 1 - p", flag="--no-cmr-rescale",
+                               needs=DROPPING, group="co-matrix dropout")
 
     def with_(self, **changes):
         unknown = set(changes) - {f.name for f in fields(self)}

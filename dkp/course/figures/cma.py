@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from dkp.course.figures.axes import label_axes, new_axes
-from dkp.course.run_metrics import failed_runs, run_steps_per_epoch
+from dkp.study.metrics import run_steps_per_epoch
+from dkp.study.records import failed_runs
 from dkp.course.series import anneal_series, cma_arms, cma_series, cmr_p_sweep, probe_series
 
 # --- CMA along the anneal (notebook 05) ------------------------------------------------------------
@@ -188,7 +189,7 @@ def plot_anneal_curve(result, arms=None, ax=None, title=None, log=True):
 
 def plot_loss_traces(result, arms=None, ax=None, title=None):
     """The training loss (mean over 25-step windows, nats per word) against epoch for every run of
-    each arm, one colour per arm; runs that diverged or did not train (dkp.course.search.failed_runs) are
+    each arm, one colour per arm; runs that diverged or did not train (dkp.study.records.failed_runs) are
     drawn dashed. Where a run goes wrong, to the window."""
     ax = new_axes(ax, figsize=(8.0, 4.4))
     failed = failed_runs(result)

@@ -1,8 +1,8 @@
 """Figures of inference speed (notebook 08): speed-up against the FLOP bound, and the roofline, from
-the rows `benchmarks/inference.py` measures (`dkp.course.speed` reads and tabulates them)."""
+the rows `benchmarks/inference.py` measures (`dkp.bench.records` reads and tabulates them)."""
 from __future__ import annotations
 
-from dkp.course.speed import CACHES, select, short_name
+from dkp.bench.records import CACHES, select, short_name
 
 
 def _log_axes(ax, axis="both"):
@@ -115,7 +115,7 @@ def plot_train_speed(record, title=None):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from dkp.course.speed import PHASE_LABELS, PHASES, paired_ratio
+    from dkp.bench.records import PHASE_LABELS, PHASES, paired_ratio
     rows = record["rows"]
     labels = [f"{r['config']}\n{r['threads']} thread{'s' if r['threads'] > 1 else ''}" for r in rows]
     x = np.arange(len(rows))

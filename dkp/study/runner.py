@@ -1,4 +1,4 @@
-"""Running the named experiments (`dkp.course.catalog`): every arm over several seeds, each run's
+"""Running the named experiments (`dkp.study.catalog`): every arm over several seeds, each run's
 metrics and diagnostics written to one JSON per experiment.
 
     python -m dkp experiment NAME [--seeds N] [--quick] [--scale course|paper] [--out DIR]
@@ -6,7 +6,7 @@ metrics and diagnostics written to one JSON per experiment.
 
 `DIR/NAME.json` is rewritten atomically after every finished run, so an interrupted experiment
 keeps what it finished; rerunning it skips the runs already there (same config and seed). The
-runs go to this process, a pool of processes or a Dask cluster (`dkp.course.executors`).
+runs go to this process, a pool of processes or a Dask cluster (`dkp.study.executors`).
 """
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ from dkp.compression.quantize import quantize_model, quantized_bytes
 from dkp.compression.teacher import DenseWarmup
 from dkp.core import io
 from dkp.core.data import load_corpus
-from dkp.course import executors
-from dkp.course.catalog import (QUICK_WHOLE_TOKENS, SCALES, SEARCH, WHOLE, default_out, experiment_arms, group,
+from dkp.study import executors
+from dkp.study.catalog import (QUICK_WHOLE_TOKENS, SCALES, SEARCH, WHOLE, default_out, experiment_arms, group,
                                 lstm_size, planned_seeds, quick)
-from dkp.course.diagnostics import (CMATracker, LossTrace, PerplexityProbe, SwitchProbe, cma_point, perplexity,
+from dkp.study.probes import (CMATracker, LossTrace, PerplexityProbe, SwitchProbe, cma_point, perplexity,
                                     perplexity_s_pruned)
-from dkp.course.report import mean_sd
+from dkp.study.records import mean_sd
 from dkp.training.configs import Config, normalized
 from dkp.training.evaluate import evaluate, layer_report
 from dkp.training.loop import Trainer, TrainingDiverged
@@ -169,7 +169,7 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
     """Run every arm of `name` for seeds 0..seeds-1 (default: as many as its plan asks,
     `catalog.planned_seeds`) and write OUT/NAME.json (or NAME-quick.json).
 
-    Where the runs execute (`dkp.course.executors`): `executor`, anything with `submit(fn, *args)`
+    Where the runs execute (`dkp.study.executors`): `executor`, anything with `submit(fn, *args)`
     returning a concurrent.futures.Future, if given; else a Dask cluster if `scheduler` is given
     ("local", or the address of a running scheduler); else `jobs` worker processes on this machine
     (0: one per core; 1: this process). Each finished run is written to the JSON the moment it

@@ -51,7 +51,7 @@ perplexity.
 Every arm of a scale shares everything but what the arm changes (data, epochs, anneal window; the
 optimizer goes by the kind of arm, see SCALES), so differences between arms come from the method.
 To add an experiment: a name in EXPERIMENTS (or SEARCH, or WHOLE) and its arms in `arms` (or
-`search_arms`, or `whole_arms`); `dkp.course.experiments` trains any of them.
+`search_arms`, or `whole_arms`); `dkp.study.runner` trains any of them.
 """
 from __future__ import annotations
 
@@ -178,10 +178,11 @@ SEARCH = ("cma-timing", "cma-density", "cma-init", "cmr-schedule", "cmr-branch",
           "cmr-replication", "cma-long-replication")
 
 
-# Seeds per arm as each family's plan fixed them (0..n-1): 3 unless listed. The replication's
+# Seeds per arm as each family's plan fixed them (0..n-1): 3 unless listed (the recipe search runs
+# one, a look at each recipe rather than a comparison under the rule). The replication's
 # families take the plan's seeds 0-2 from the families they replicate (the same arm and seed is
 # trained once) and add seeds of their own.
-PLANNED_SEEDS = {"cmr-replication": 9, "cma-long-replication": 6}
+PLANNED_SEEDS = {"recipes": 1, "cmr-replication": 9, "cma-long-replication": 6}
 
 
 def planned_seeds(name):
