@@ -11,7 +11,10 @@ dense / KP multiply-adds 4.95x) and the split chosen for speed (prefer="flops": 
 1% makes both about 20x overall); low rank (LMF), hybrid (HMD) and pruned (CSR) at 25x.
 
 Two code paths per method:
-  layer   `LSTMLayer.forward` on one step: the training/evaluation code (NumPy cell, cache kept)
+  layer   the model's layer on one step (`dkp.core.lstm_fast.FastLSTMLayer.forward`, cache kept): the
+          training/evaluation code. For dense (and pruned) its fast path: the input and recurrent
+          halves of the gate product by BLAS (W_h read in place, no copy at one step), the cell in
+          one Numba call; for the other matrices the reference (`LSTMLayer.forward`, NumPy cell)
   fused   `dkp.core.inference.LSTMStep`: for KP and doped KP at batch <= 8 one Numba call does the
           gate product and the cell (weights packed once); otherwise the matrix's own product (BLAS
           for dense) followed by the cell in one Numba call
@@ -33,10 +36,12 @@ all, is not counted); then the time and speed-up of each path, and the GFLOP/s a
 (weight bytes / time) of the fused path. A method beats its FLOP bound when dense is limited by
 memory traffic rather than by arithmetic: at batch 1 dense does 0.5 FLOP per weight byte, so it
 runs at the speed its 13.5 MB arrive (L3 warm, DRAM cold), while a KP's half megabyte does 1-2.5
-FLOPs per byte and stays in L2. Speed-ups are over the dense *layer* path, same batch and cache
-mode, same run. Under each table, the floor: the same code paths on a tiny (H = 4) layer, i.e.
-the per-call overhead of Python, NumPy and the Numba dispatcher that no weight format removes (in
-the cold mode this overhead includes refetching that code and interpreter state from DRAM).
+FLOPs per byte and stays in L2. Speed-ups are over dense's fastest path: the faster of its two
+paths (layer and fused) in the same run, same batch, cache mode and number of steps; each row
+names it ("baseline") and its time ("baseline_seconds"), and each table's title says which it
+was. Under each table, the floor: the same code paths on a tiny (H = 4) layer, i.e. the per-call
+overhead of Python, NumPy and the Numba dispatcher that no weight format removes (in the cold mode
+this overhead includes refetching that code and interpreter state from DRAM).
 
 Each time is the median over repeats taken in several rounds that alternate between methods, so
 a change in the machine's load hits all methods alike. Absolute times depend on the machine and on
@@ -71,11 +76,11 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dkp.core.inference import LSTMStep  # noqa: E402
-from dkp.core.lstm import LSTMLayer  # noqa: E402
+from dkp.core.lstm_fast import FastLSTMLayer  # noqa: E402
 from dkp.core.weights import Dense, Kronecker  # noqa: E402
-from dkp.course.bench import (ROUNDS, SHAPE, STEPS, VOCAB, Evictor, H, gate_matrices, machine,  # noqa: E402
+from dkp.bench.matrices import (ROUNDS, SHAPE, STEPS, VOCAB, Evictor, H, gate_matrices, machine,  # noqa: E402
                               measure)
-from dkp.course.speed import TARGETS, fmt_bytes  # noqa: E402
+from dkp.bench.records import TARGETS, fmt_bytes  # noqa: E402
 from dkp.kernels import step as fused  # noqa: E402
 
 # --- timing -----------------------------------------------------------------------------------
@@ -104,7 +109,7 @@ def run(quick=False, caches=("warm", "cold"), evict_mb=64):
         out = (np.empty_like(h0), np.empty_like(h0))
         calls_1, calls_seq, paths = {}, {}, {}
         for mt in methods:
-            layer = LSTMLayer(mt.W, bias, H, H)
+            layer = FastLSTMLayer(mt.W, bias, H, H)
             step = LSTMStep(layer)
             paths[mt.name] = ("fused kernel" if step.fused and batch <= step.max_fused_batch
                               else "gate product + Numba cell")
@@ -119,7 +124,7 @@ def run(quick=False, caches=("warm", "cold"), evict_mb=64):
         tiny_out = (np.empty_like(tiny_x), np.empty_like(tiny_x))
         for name, W in (("floor: kp H=4", Kronecker.init((16, 8), ((4, 4), (4, 2)), 1, rng, 0.5, np.float32)),
                         ("floor: dense H=4", Dense.init((16, 8), rng, 0.5, np.float32))):
-            layer = LSTMLayer(W, np.zeros(16, np.float32), 4, 4)
+            layer = FastLSTMLayer(W, np.zeros(16, np.float32), 4, 4)
             step = LSTMStep(layer)
             calls_1[name, "layer"] = lambda layer=layer: layer.forward(tiny_x[None], (tiny_x, tiny_x))
             calls_1[name, "fused"] = lambda step=step: step(tiny_x, (tiny_x, tiny_x), tiny_out)
@@ -129,7 +134,8 @@ def run(quick=False, caches=("warm", "cold"), evict_mb=64):
                     continue  # a sequence re-reads the same weights: warm after its first step
                 repeats = repeats_for(quick, batch, cache, steps)
                 times = measure(calls, repeats, evictor if cache == "cold" else None)
-                dense_t = times["dense", "layer"]
+                baseline = min(("layer", "fused"), key=lambda v: times["dense", v])   # dense's fastest path
+                dense_t = times["dense", baseline]
                 for name in ("floor: kp H=4", "floor: dense H=4"):
                     for variant in ("layer", "fused"):
                         if (name, variant) in times:
@@ -144,12 +150,13 @@ def run(quick=False, caches=("warm", "cold"), evict_mb=64):
                             "method": mt.name, "variant": variant, "batch": batch, "steps": steps,
                             "cache": cache, "repeats": max(1, repeats // ROUNDS) * ROUNDS,
                             "seconds": t, "seconds_per_step": t / steps, "speedup": dense_t / t,
+                            "baseline": f"dense {baseline}", "baseline_seconds": dense_t,
                             "flop_bound": mt.flop_bound, "macs_per_row": mt.macs,
                             "n_params": mt.W.n_params, "compression": SHAPE[0] * SHAPE[1] / mt.W.n_params,
                             "weight_bytes": mt.n_bytes, "max_rank": mt.max_rank,
                             "flops_per_weight_byte": 2 * mt.macs * batch / mt.n_bytes,
                             "gflops": flops / t / 1e9, "weight_gb_per_s": mt.n_bytes * steps / t / 1e9,
-                            "path": paths[mt.name] if variant == "fused" else "LSTMLayer.forward"})
+                            "path": paths[mt.name] if variant == "fused" else "FastLSTMLayer.forward"})
     return rows, methods
 
 
@@ -173,9 +180,11 @@ def print_table(rows):
     for steps, batch, cache in sections:
         sel = [r for r in rows if (r["steps"], r["batch"], r["cache"]) == (steps, batch, cache)]
         what = "one step" if steps == 1 else f"{steps} steps, time per step"
+        base = next(r for r in sel if not r.get("floor"))
         print(f"\nbatch {batch}, {what}, cache {cache}"
               + (" (weights evicted from every cache before each call)" if cache == "cold"
-                 else " (hot loop: weights stay in cache)"))
+                 else " (hot loop: weights stay in cache)")
+              + f"; x dense: over {base['baseline']}, dense's fastest path here")
         print(f"{'method':<38}{'params':>10}{'comp':>7}{'weights':>10}{'MAC/row':>10}{'max rk':>7}"
               f"{'FLOP/B':>7}{'bound':>7} |{'layer':>10}{'x dense':>8} |{'fused':>10}{'x dense':>8}"
               f"{'GFLOP/s':>8}{'GB/s':>6}")
@@ -198,14 +207,14 @@ def print_table(rows):
 
 
 def targets(rows):
-    """The project's batch-1, one-step targets (dkp.course.speed.TARGETS), on both code paths:
-    (label, [(row, met)]) with met = the speed-up over the dense layer reaches the target."""
+    """The project's batch-1, one-step targets (dkp.bench.records.TARGETS), on both code paths:
+    (label, [(row, met)]) with met = the speed-up over dense's fastest path reaches the target."""
     one = [r for r in rows if r["batch"] == 1 and r["steps"] == 1 and not r.get("floor")]
     return [(label, [(r, r["speedup"] >= need) for r in one if pick(r)]) for label, need, pick in TARGETS]
 
 
 def print_targets(rows):
-    print("\nTargets (batch 1, one step, speed-up over the dense layer in the same cache mode):")
+    print("\nTargets (batch 1, one step, speed-up over dense's fastest path in the same cache mode):")
     for label, results in targets(rows):
         print(f"  {label}")
         for r, met in results:
