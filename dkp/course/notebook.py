@@ -61,6 +61,16 @@ def show_verdicts(study, directory, ids=None, rec=None):
     return found
 
 
+def runs_text(result):
+    """What an experiment call just did, as a notebook says it: how many runs it trained now and
+    how many it reused (already in the results file, or trained by another family)."""
+    call = result.get("this_call")
+    if call is None:
+        return "loaded from the committed file (trained earlier; its header says when and how)"
+    return (f"{call['trained']} run(s) trained now, {call['reused']} reused from earlier runs of the same "
+            f"arms and seeds, in {call['seconds']:.0f} s")
+
+
 def demo_training(config, seed=0, corpus=None):
     """(trainer, metrics, source) of `config` trained from `seed`, for a notebook's short demo and
     the test that checks its claims. Inside a test session ($DKP_QUICK_RESULTS set, as for the

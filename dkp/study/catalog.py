@@ -250,7 +250,8 @@ def search_arms(name, scale="course"):
 
 # The whole model (data/results/whole-model/): the embedding and softmax compressed too, and
 # compression from a trained dense model (the teacher) with and without distillation. A student is
-# the scale's dense model trained in full (the `dense` arm's run, step for step), then compressed;
+# the scale's dense model trained in full with the `dense` arm's config and seed (close to that arm's
+# model, not always identical to it: each run's `switch` record has the teacher's perplexity), then compressed;
 # it trains on for the scale's epochs with the learning-rate schedule started again at the switch
 # (lr_restart) and its anneal window shifted with it, so that it gets as many steps, at the same
 # rates, as the arm trained compressed from scratch it is compared with.
