@@ -21,10 +21,25 @@ def _train(args):
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be a positive number of BLAS threads, got {args.threads}")
     config = apply(get_config(args.config), overrides(args))
+    _refuse_to_overwrite(args)
     metrics = train(config, seed=args.seed, out=args.out, resume=args.resume, progress=not args.quiet)
     print(f"final: valid ppl {metrics['final_valid_ppl']:.2f}  test ppl {metrics['test_ppl']:.2f}  "
           f"({metrics['mean_words_per_sec']:.0f} words/s)" if metrics["epochs"] else "nothing to train")
     print(f"wrote {os.path.join(args.out, 'metrics.json')}")
+
+
+def _refuse_to_overwrite(args):
+    """A run never replaces another run's checkpoint or metrics unless told to: --resume continues
+    it, --overwrite replaces it, another --out keeps both."""
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: --resume continues the run in --out, "
+                         "--overwrite replaces it")
+    if args.resume:
+        return
+    found = [name for name in ("checkpoint.npz", "metrics.json") if os.path.exists(os.path.join(args.out, name))]
+    if found and not args.overwrite:
+        raise ValueError(f"--out {args.out!r} holds a run already ({', '.join(found)}): pass --resume to continue "
+                         f"it, --overwrite to replace it, or another --out to keep both")
 
 
 def _eval(args):
@@ -125,6 +140,8 @@ def main(argv=None):
     p.add_argument("--seed", type=_checked(COUNT), default=0, help="seed of initialisation and dropout (default 0)")
     p.add_argument("--out", default="runs/latest", help="directory for checkpoint.npz and metrics.json")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (without it, a second run there is refused)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument("--threads", type=int, metavar="N",
                    help="BLAS threads (default: one per core, the fastest measured on 2 cores: "

@@ -34,6 +34,9 @@ def _dask():
     return distributed
 
 
+CONNECT_TIMEOUT = "5s"   # how long to wait for a remote scheduler to answer
+
+
 @contextmanager
 def executor(jobs=1, scheduler=None, echo=print):
     """The executor for `jobs` local processes or a Dask `scheduler` ("local" or an address such as
@@ -54,7 +57,9 @@ def executor(jobs=1, scheduler=None, echo=print):
             cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                                dashboard_address=":0")
         try:
-            client = distributed.Client(cluster if cluster is not None else scheduler)
+            # a scheduler that does not answer fails in seconds, not after Dask's default 30 s
+            client = distributed.Client(cluster if cluster is not None else scheduler,
+                                        timeout=None if cluster is not None else CONNECT_TIMEOUT)
         except OSError as e:
             if cluster is not None:
                 cluster.close()
