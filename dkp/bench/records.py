@@ -3,8 +3,9 @@ with --json, and the project's speed targets; plain Python (no pandas). The figu
 `dkp.course.figures.speed`.
 
 A row (see the benchmark's docstring): {"method", "variant" ("layer" | "fused"), "batch", "steps",
-"cache" ("warm" | "cold"), "seconds", "speedup" (over the dense layer path, same batch, cache and
-run), "flop_bound", "macs_per_row", "weight_bytes", "flops_per_weight_byte", "gflops",
+"cache" ("warm" | "cold"), "seconds", "speedup" (over dense's fastest path at the same batch, cache
+and run: the record's "baseline", "dense layer" or "dense fused"; records taken before that
+rule have no "baseline" and divide by dense's layer path), "flop_bound", "macs_per_row", "weight_bytes", "flops_per_weight_byte", "gflops",
 "compression", ...}; rows with "floor": True time a tiny H = 4 layer (call overhead only).
 """
 from __future__ import annotations
@@ -114,8 +115,9 @@ def speed_table(rows, caches=CACHES):
 
 def target_results(rows):
     """[(label, need, [result])]: each result {"method", "cache", "compression", "flop_bound", "x_layer",
-    "x_fused", "met_layer", "met_fused"} for the fused step, against the dense layer path ("x_layer",
-    the benchmark's own baseline) and against dense's fused path (BLAS gemv + Numba cell, stricter)."""
+    "x_fused", "met_layer", "met_fused"} for the fused step, against the benchmark's own baseline
+    ("x_layer": the row's speed-up, over dense's fastest path in records that name a "baseline", over
+    dense's layer path in older ones) and against dense's fused path (BLAS gemv + Numba cell)."""
     out = []
     for label, need, pick in TARGETS:
         results = []
