@@ -100,16 +100,15 @@ def dkp_speed(config, steps, warmup=3, fast=True, phases=None):
     """Words/s of the real training loop (Trainer.train_epoch) over exactly `steps` windows; with
     fast=False every LSTM layer takes the reference path of dkp/core/lstm.py. `phases` (a dict)
     receives the share of the epoch's time in each phase of `time_phases`."""
-    from dkp.compression.anneal import Annealer
     from dkp.core.data import load_corpus
     from dkp.training.loop import Trainer
     corpus = load_corpus()
     n_tokens = lambda k: k * config.batch * config.bptt + config.batch  # noqa: E731 - k windows
     Trainer(config.with_(train_tokens=n_tokens(warmup)), corpus=corpus, progress=False).train_epoch()
     trainer = Trainer(config.with_(train_tokens=n_tokens(steps)), corpus=corpus, progress=False)
-    annealer = trainer.find_hook(Annealer)
+    annealer = trainer.annealer
     if annealer is not None:   # time the model as it trains after its anneal: S (or W) sparse
-        annealer(trainer, annealer.end)
+        annealer.apply(trainer.model, annealer.end, trainer.optimizer)
     for layer in trainer.model.layers:
         layer.fast = fast
     timer = time_phases(trainer) if phases is not None else None

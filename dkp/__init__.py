@@ -9,7 +9,8 @@ the imports and fails on an upward import or a cycle):
                  transformer), the gate matrices (`core.weights`), optimizers, checkpoint I/O,
                  sampling, batch-1 inference
     compression  factor shapes for a target, compression of a trained matrix, config -> gate
-                 matrices, and the anneal of S (hooks that change a model while it trains)
+                 matrices, and the changes scheduled while a model trains (the dense warm-up's
+                 switch, the anneal of S, co-matrix dropout's schedule), one module each
     training     configs (each field declares its own flag), the training loop, evaluation,
                  checkpoints and resume
     bench        what `benchmarks/` times and how its speed records are read

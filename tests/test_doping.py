@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from dkp.compression.anneal import Annealer, DenseWarmup, cmr_probability
+from dkp.compression.anneal import Annealer
+from dkp.compression.cmr import cmr_probability
 from dkp.compression.schedules import cubic_schedule
 from dkp.core.optim import Adam
 from dkp.core.weights import Dense, Doped
@@ -55,7 +56,7 @@ def test_annealing_keeps_the_largest_entries(ptb):
     W.params["S"][:] = np.random.default_rng(0).standard_normal(W.nnz)
     before = W.sparse_dense()
     annealer = trainer.find_hook(Annealer)
-    annealer(trainer, annealer.start + annealer.every)
+    annealer.apply(trainer.model, annealer.start + annealer.every, trainer.optimizer)
     after = W.sparse_dense()
     kept = after != 0
     assert np.abs(before[kept]).min() >= np.abs(before[~kept]).max()
@@ -71,7 +72,7 @@ def test_adam_moments_follow_the_kept_entries(ptb):
     W.params["S"][:] = np.random.default_rng(0).standard_normal(W.nnz)
     old_S = W.params["S"].copy()
     annealer = trainer.find_hook(Annealer)
-    annealer(trainer, annealer.end)
+    annealer.apply(trainer.model, annealer.end, trainer.optimizer)
     m = trainer.optimizer.m["lstm0.S"]
     assert m.shape == W.params["S"].shape == (round(CONFIG.doping * W.shape[0] * W.shape[1]),)
     # m held each entry's old position: the moments kept belong to the entries kept
@@ -188,7 +189,7 @@ def test_dense_warmup_switches_to_the_equal_doped_model(ptb):
     y = ptb.train[1:41].reshape(20, 2)
     _, before, _, _ = model.forward(x, model.zero_state(2), y)
     dense = [layer.W.to_dense() for layer in model.layers]
-    trainer.find_hook(DenseWarmup).convert(trainer)
+    trainer.switch(trainer.warmup.convert(trainer.model, trainer.train_ids))
     _, after, _, _ = model.forward(x, model.zero_state(2), y)
     assert after == pytest.approx(before, rel=1e-12)
     for layer, W in zip(model.layers, dense):

@@ -27,7 +27,7 @@ def test_the_switch_compresses_every_matrix_from_the_dense_one(ptb, vocab):
     dense = {name: M.to_dense() for name, M in model.matrices.items()}
     hook = trainer.find_hook(DenseWarmup)
     assert f"embedding and softmax {vocab} 6x" in hook.describe() and "KL weight 0.5" in hook.describe()
-    hook.convert(trainer)
+    trainer.switch(hook.convert(model, trainer.train_ids))
     kind = {"groupreduce": GroupLowRank, "svd": LowRank, "prune": Pruned}[vocab]
     for name, M in model.matrices.items():
         assert isinstance(M, kind if name in ("embed", "dec") else Kronecker), name
@@ -70,7 +70,7 @@ def test_the_whole_model_report_counts_every_part(ptb):
     dense = model_report(trainer.model)
     assert dense["n_params"] == sum(p.size for p in trainer.model.params.values()) == 2 * V * H + 8 * H * H + 4 * H + V
     assert dense["compression"] == 1.0 and dense["n_bytes"] == 4 * dense["n_params"]
-    trainer.find_hook(DenseWarmup).convert(trainer)
+    trainer.switch(trainer.warmup.convert(trainer.model, trainer.train_ids))
     small = model_report(trainer.model)
     assert small["n_params"] == sum(M.n_params for M in trainer.model.matrices.values()) + 4 * H + V
     assert small["compression"] == pytest.approx(dense["n_params"] / small["n_params"])
@@ -131,3 +131,19 @@ def test_a_student_is_its_teachers_run_until_the_switch(ptb):
                           vocab_structure="groupreduce", vocab_compression=6, distill_kl=1.0)
     a, b = train(dense, corpus=ptb, progress=False), train(student, corpus=ptb, progress=False)
     assert a["valid_ppl"][0] == b["valid_ppl"][0] and a["train_ppl"][0] == b["train_ppl"][0]
+
+
+def test_no_arm_anneals_before_its_switch():
+    """The runner's probe of the model right after the switch (study.probes.SwitchProbe) runs after
+    the step's other scheduled changes; it sees the model the switch alone made because no arm's
+    anneal window starts before its dense warm-up ends (where it starts at the switch, S is still
+    dense there and the anneal changes nothing)."""
+    from dkp.study import catalog
+    checked = 0
+    for name in catalog.ALL:
+        for arm, config in catalog.experiment_arms(name).items():
+            for c in (config, catalog.quick(config)):
+                if c.dense_warmup and (c.doping or c.structure == "prune"):
+                    assert c.anneal_start >= c.dense_warmup, (name, arm)
+                    checked += 1
+    assert checked >= 10   # the search's cma-init and the whole model's doped students

@@ -6,19 +6,22 @@ start from a *trained* dense model: each matrix is replaced by its nearest compr
 the embedding and softmax), and the compressed model is trained on, the Kronecker papers with
 intermediate-layer knowledge distillation from the dense model (the teacher).
 
-dkp trains the teacher in the same run: `DenseWarmup` is a hook of the training loop that, at the
-first step of epoch `config.dense_warmup`, compresses the dense model it has trained so far
-(`structured_from_dense` for the LSTM gate matrices, `vocab_from_dense` for the embedding and the
-softmax) and, when the config asks for distillation, keeps a frozen copy of the dense model as
-`trainer.teacher`. The loop then adds the teacher's terms to each window's loss.
+dkp trains the teacher in the same run. `DenseWarmup` is the switch, a scheduled change of the
+training loop: at the first step of epoch `config.dense_warmup`, `convert` compresses the dense
+model trained so far (`structured_from_dense` for the gate matrices, `vocab_from_dense` for the
+embedding and the softmax) and, when the config asks for distillation, freezes a copy of the dense
+model as the `Teacher`. It changes nothing itself: it returns a `Switch` (the new matrices by name,
+the teacher), and the training loop applies it in one place (`Trainer.switch`: the model's
+matrices, a fresh optimizer, the teacher), then adds the teacher's terms to each window's loss.
 """
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 from dkp.compression.groupreduce import vocab_from_dense, word_frequencies
 from dkp.compression.structures import structured_from_dense
-from dkp.core.optim import make_optimizer
+from dkp.core.model import VOCAB_ROLES
 
 
 class Teacher:
@@ -41,11 +44,18 @@ def distills(config):
     return bool(config.distill_kl or config.distill_hidden)
 
 
+class Switch(NamedTuple):
+    """What the switch from the dense warm-up changes: the matrices that take the place of the
+    model's ({name in model.matrices: matrix}) and the teacher (None without distillation)."""
+    matrices: dict
+    teacher: Teacher | None
+
+
 class DenseWarmup:
-    """A hook that, at the first step of epoch `config.dense_warmup`, compresses the dense model
-    (see the module docstring): a doped gate matrix starts as the nearest structured matrix plus
-    S = W - structured (S dense), so the doped model starts where the dense one stands. The
-    optimizer starts afresh (its state was for the dense parameters) at the current learning rate."""
+    """The switch from a dense warm-up to the compressed model, due at step `self.step` (the first
+    of epoch `config.dense_warmup`): see the module docstring. A doped gate matrix starts as the
+    nearest structured matrix plus S = W - structured (S dense), so the doped model starts where the
+    dense one stands."""
 
     def __init__(self, config, steps_per_epoch):
         self.config = config
@@ -53,46 +63,31 @@ class DenseWarmup:
 
     def describe(self):
         c = self.config
-        parts = [f"LSTM {c.structure}" + (f" {c.compression:g}x" if c.structure != "dense" else "")]
+        parts = [f"gate matrices {c.structure}" + (f" {c.compression:g}x" if c.structure != "dense" else "")]
         if c.vocab_structure != "dense":
             parts.append(f"embedding and softmax {c.vocab_structure} {c.vocab_compression:g}x")
         teach = (f"; then distilled from the dense model (KL weight {c.distill_kl:g}, hidden-state weight "
                  f"{c.distill_hidden:g})" if distills(c) else "")
         return f"dense for {c.dense_warmup:g} epoch(s), then compressed ({', '.join(parts)}){teach}"
 
-    def convert(self, trainer):
-        model, config = trainer.model, self.config
+    def due(self, step):
+        return step == self.step
+
+    def convert(self, model, train_ids):
+        """The `Switch` of the dense `model` (left as it is): each gate matrix's nearest structured
+        form, the embedding and the softmax compressed with the word frequencies of `train_ids`
+        when the config says so (a tied softmax is the embedding: one matrix), and a frozen copy
+        of `model` as the teacher when the config distills."""
+        config, matrices = self.config, {}
+        teacher = None
         if distills(config):
-            teacher = copy.deepcopy(model)
-            teacher.set_training(False)
-            trainer.teacher = Teacher(teacher, config.distill_kl, config.distill_hidden)
-        for layer in model.layers:
-            layer.W = structured_from_dense(config, layer.W.to_dense())
-        if config.vocab_structure != "dense":
-            freq = word_frequencies(trainer.train_ids, model.vocab_size)
-            model.embedding = vocab_from_dense(config, model.embedding.to_dense(), freq)
-            model.decoder = vocab_from_dense(config, model.decoder.to_dense(), freq)
-        trainer.optimizer = make_optimizer(config.optimizer, trainer.optimizer.lr)
-
-    def __call__(self, trainer, step):
-        if step == self.step:
-            self.convert(trainer)
-
-    def state_arrays(self, trainer):
-        """What a checkpoint must keep of this hook: the teacher's parameters."""
-        teacher = trainer.teacher
-        return {} if teacher is None else {f"teacher.{k}": v for k, v in teacher.model.params.items()}
-
-    def restore(self, trainer, step, arrays):
-        """A checkpoint taken after the switch holds the compressed model the warm-up became (and
-        its teacher, whose parameters are put back here; the model's are loaded after)."""
-        if step <= self.step:
-            return
-        self.convert(trainer)
-        if distills(self.config):
-            params = trainer.teacher.model.params
-            missing = sorted(set(params) - {k[len("teacher."):] for k in arrays if k.startswith("teacher.")})
-            if missing:
-                raise KeyError(f"the checkpoint lacks the teacher's parameters {missing}")
-            for k, p in params.items():
-                p[...] = arrays[f"teacher.{k}"]
+            frozen = copy.deepcopy(model)
+            frozen.set_training(False)
+            teacher = Teacher(frozen, config.distill_kl, config.distill_hidden)
+        freq = word_frequencies(train_ids, model.vocab_size) if config.vocab_structure != "dense" else None
+        for name, M in model.matrices.items():
+            if name not in VOCAB_ROLES:
+                matrices[name] = structured_from_dense(config, M.to_dense())
+            elif freq is not None:
+                matrices[name] = vocab_from_dense(config, M.to_dense(), freq)
+        return Switch(matrices, teacher)

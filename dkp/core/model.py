@@ -17,6 +17,14 @@ from dkp.core.lstm_fast import FastLSTMLayer
 from dkp.core.weights import Dense
 
 
+VOCAB_ROLES = ("embed", "dec")   # the names of the (V, H) matrices in `matrices`; every other is a gate matrix
+
+
+def gate_matrices(model):
+    """{name: matrix} of a model's gate matrices: its `matrices` but the embedding and the softmax."""
+    return {name: M for name, M in model.matrices.items() if name not in VOCAB_ROLES}
+
+
 def dense_gates(layer, shape, rng, init_scale, dtype):
     """The default gate-matrix factory: a dense U(-init_scale, init_scale) matrix."""
     return Dense.init(shape, rng, init_scale, dtype)
@@ -111,6 +119,21 @@ class LanguageModel:
         """{prefix: matrix} of every matrix the model holds, keyed as in `params`."""
         return {"embed": self.embedding, **{f"lstm{l}": layer.W for l, layer in enumerate(self.layers)},
                 "dec": self.decoder}
+
+    def set_matrix(self, name, M):
+        """Put M in place of the matrix `name` (a key of `matrices`), of the same shape: e.g. its
+        compressed form after a dense warm-up."""
+        old = self.matrices.get(name)
+        if old is None:
+            raise ValueError(f"name must be one of {list(self.matrices)}, got {name!r}")
+        if M.shape != old.shape:
+            raise ValueError(f"the matrix for {name!r} must have shape {old.shape}, got {M.shape}")
+        if name == "embed":
+            self.embedding = M
+        elif name == "dec":
+            self.decoder = M
+        else:
+            self.layers[int(name[len("lstm"):])].W = M
 
     def astype(self, dtype):
         """Cast every parameter (float64 for gradient checks); returns self."""

@@ -102,9 +102,10 @@ class CMATracker:
 
 class SwitchProbe:
     """A training hook that records the perplexity of `ids` at the step of a dense warm-up's switch
-    into trainer.history["switch"][key]: put one before the switch's hook ("before": the dense
-    teacher) and one after it ("after": the compressed model before any retraining, the accuracy
-    the decomposition alone keeps)."""
+    into trainer.history["switch"][key]: put one among the trainer's `before_changes` ("before":
+    the dense teacher) and one among its `hooks` ("after": the compressed model before any
+    retraining, the accuracy the decomposition alone keeps; the anneal changes nothing at the
+    switch, whose window starts there or later in every arm)."""
 
     def __init__(self, step, key, ids, batch=10, bptt=35):
         self.step, self.key, self.ids, self.batch, self.bptt = step, key, ids, batch, bptt

@@ -15,9 +15,7 @@ import os
 import time
 from contextlib import nullcontext
 
-from dkp.compression.anneal import Annealer
 from dkp.compression.quantize import quantize_model, quantized_bytes
-from dkp.compression.teacher import DenseWarmup
 from dkp.core import io
 from dkp.core.data import load_corpus
 from dkp.study import executors
@@ -88,13 +86,13 @@ def run_one(config_dict, seed, probes=None, label=None, keep=None):
     stats_tokens = probes.get("stats_tokens")
     track_cma = config.doping > 0
     if track_cma:
-        trainer.hooks.append(CMATracker(trainer.find_hook(Annealer), diag_ids, points=probes["cma_points"],
+        trainer.hooks.append(CMATracker(trainer.annealer, diag_ids, points=probes["cma_points"],
                                         batch=10, bptt=config.bptt, stats_tokens=stats_tokens))
-    warmup = trainer.find_hook(DenseWarmup)
+    warmup = trainer.warmup
     if warmup is not None:  # the dense model's perplexity at the switch, and the compressed model's
-        trainer.hooks.insert(0, SwitchProbe(warmup.step, "before", trainer.valid_ids, config.eval_batch, config.bptt))
-        trainer.hooks.insert(trainer.hooks.index(warmup) + 1,
-                             SwitchProbe(warmup.step, "after", trainer.valid_ids, config.eval_batch, config.bptt))
+        trainer.before_changes.append(SwitchProbe(warmup.step, "before", trainer.valid_ids, config.eval_batch,
+                                                  config.bptt))
+        trainer.hooks.insert(0, SwitchProbe(warmup.step, "after", trainer.valid_ids, config.eval_batch, config.bptt))
     grid = PerplexityProbe(diag_ids, probes["grid_every"], 10, config.bptt) if probes.get("grid_every") else None
     if grid:
         trainer.hooks.append(grid)

@@ -1,2 +1,2 @@
-"""The training layer: named configs, the loop (SGD over BPTT windows with hooks between steps),
+"""The training layer: named configs, the loop (a training step, and the changes a config schedules between steps),
 evaluation, checkpoints and resume. Builds on `dkp.compression`, `dkp.core` and `dkp.kernels`."""

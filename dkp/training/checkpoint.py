@@ -1,11 +1,13 @@
-"""Checkpoints: a trainer's model, optimizer, RNG and history in one atomic .npz (no pickle), and
-loading them back with every name and shape checked."""
+"""Checkpoints: a trainer's model, optimizer, RNG, history and teacher in one atomic .npz (no
+pickle), and loading them back with every name and shape checked; a checkpoint taken after a dense
+warm-up's switch makes the switch again before its arrays load."""
 from __future__ import annotations
 
 from dkp.core import io
 from dkp.training.configs import normalized
 
 CHECKPOINT = "checkpoint.npz"
+TEACHER = "hook.DenseWarmup.teacher."   # the teacher's parameters, under the prefix checkpoints have always used
 
 
 def save_checkpoint(trainer, path):
@@ -14,9 +16,8 @@ def save_checkpoint(trainer, path):
     for prefix, M in trainer.model.matrices.items():
         arrays.update({f"buffer.{prefix}.{k}": v for k, v in M.buffers.items()})
     arrays.update({f"opt.{k}": v for k, v in trainer.optimizer.state_arrays().items()})
-    for hook in trainer.hooks:  # e.g. the teacher a dense warm-up left behind
-        if hasattr(hook, "state_arrays"):
-            arrays.update({f"hook.{type(hook).__name__}.{k}": v for k, v in hook.state_arrays(trainer).items()})
+    if trainer.teacher is not None:  # the frozen dense model a dense warm-up's switch left behind
+        arrays.update({f"{TEACHER}{k}": v for k, v in trainer.teacher.model.params.items()})
     meta = {"config": trainer.config.to_dict(), "seed": trainer.seed, "epoch": trainer.epoch,
             "step": trainer.step, "rng": trainer.rng.bit_generator.state, "history": trainer.history,
             "vocab_size": len(trainer.corpus.vocab)}
@@ -33,19 +34,26 @@ def load_checkpoint(trainer, path, loaded=None):
         diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
         raise io.CheckpointError(f"checkpoint {path!r} was made with a different config "
                                  f"(field: (checkpoint, now)): {diff}")
-    for hook in trainer.hooks:  # e.g. a dense warm-up the checkpoint's model has already left
-        if hasattr(hook, "restore"):
-            prefix = f"hook.{type(hook).__name__}."
-            try:
-                hook.restore(trainer, meta["step"], {k[len(prefix):]: v for k, v in arrays.items()
-                                                     if k.startswith(prefix)})
-            except KeyError as e:
-                raise io.CheckpointError(f"checkpoint {path!r}: {e.args[0]}") from None
+    if trainer.warmup is not None and meta["step"] > trainer.warmup.step:
+        # taken after the switch: the checkpoint holds the compressed model (and its teacher)
+        trainer.switch(trainer.warmup.convert(trainer.model, trainer.train_ids))
+        if trainer.teacher is not None:
+            load_teacher_arrays(trainer.teacher.model, arrays, path)
     load_model_arrays(trainer.model, arrays, path)
     trainer.optimizer.load_state_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")})
     trainer.seed, trainer.epoch, trainer.step = meta["seed"], meta["epoch"], meta["step"]
     trainer.rng.bit_generator.state = meta["rng"]
     trainer.history = meta["history"]
+
+
+def load_teacher_arrays(teacher, arrays, path="checkpoint"):
+    """Put a checkpoint's teacher parameters into `teacher` (the model the switch froze)."""
+    params = teacher.params
+    missing = sorted(set(params) - {k[len(TEACHER):] for k in arrays if k.startswith(TEACHER)})
+    if missing:
+        raise io.CheckpointError(f"checkpoint {path!r}: the checkpoint lacks the teacher's parameters {missing}")
+    for k, p in params.items():
+        p[...] = arrays[f"{TEACHER}{k}"]
 
 
 # Checkpoints written before the embedding and decoder became matrices named them so.

@@ -116,7 +116,7 @@ class Config:
     distill_hidden: float = option(0.0, "weight of the mean squared difference of the LSTM layers' hidden states",
                                    check=NON_NEGATIVE, metavar="WEIGHT", needs=WARMED,
                                    group="distillation from the dense warm-up's model")
-    # Co-matrix dropout on S during training (dkp.compression.anneal.cmr_probability for the schedules).
+    # Co-matrix dropout on S during training (dkp.compression.cmr.cmr_probability for the schedules).
     cmr_p: float = option(0.0, "co-matrix dropout probability on S", check=PROBABILITY, needs=DOPED,
                           group="co-matrix dropout")
     cmr_variant: str = option("output", "what is dropped: entries of S x (output), the whole S x (branch), entries "

@@ -1,9 +1,25 @@
-"""The training loop: SGD over BPTT windows, with hooks between steps, checkpoints and resume.
+"""The training loop: SGD over BPTT windows, the changes a config schedules between steps,
+checkpoints and resume.
 
-One training step: forward a (T, B) window with the hidden state carried over from the previous
-window, backward (truncated BPTT), clip the global gradient norm, update. Zaremba et al.'s objective
-is the cross-entropy summed over the T timesteps and averaged over the batch, so the gradient of the
-per-token mean loss is scaled by T before clipping: lr 1 and clip 5 then mean what they meant there.
+One training step (`Trainer.train_step`): forward a (T, B) window with the hidden state carried over
+from the previous window, backward (truncated BPTT), clip the global gradient norm, update. Zaremba
+et al.'s objective is the cross-entropy summed over the T timesteps and averaged over the batch, so
+the gradient of the per-token mean loss is scaled by T before clipping: lr 1 and clip 5 then mean
+what they meant there.
+
+Between two updates come the changes the config schedules (`Trainer.scheduled_changes`), each a
+named object of dkp.compression, in this order:
+
+    DenseWarmup  (compression.teacher)  the switch from the dense warm-up to the compressed model:
+                 it returns a Switch, which `Trainer.switch` applies (the model's matrices, a fresh
+                 optimizer, the teacher): the one place where the three change
+    Annealer     (compression.anneal)   the density of S, or the pruning masks, by the cubic schedule
+    CMRSchedule  (compression.cmr)      co-matrix dropout's p from S's density
+
+The changes due at step s are made just before step s's update, so an epoch's evaluation and
+checkpoint see the model its last update left. Observers (`hooks`: callables hook(trainer, step),
+the probes of dkp.study and a caller's own) run after the step's changes, those in
+`before_changes` before them; neither changes what is trained.
 """
 from __future__ import annotations
 
@@ -13,8 +29,10 @@ import time
 
 import numpy as np
 
-from dkp.compression.anneal import anneal_hooks
+from dkp.compression.anneal import Annealer, needs_annealing
+from dkp.compression.cmr import CMRSchedule, needs_cmr_schedule
 from dkp.compression.structures import gate_factory
+from dkp.compression.teacher import DenseWarmup
 from dkp.core import io
 from dkp.core.data import batchify, bptt_windows, load_corpus, n_windows
 from dkp.core.model import LanguageModel
@@ -57,18 +75,73 @@ class Trainer:
         self.optimizer = make_optimizer(config.optimizer, config.lr)
         self.rng = np.random.default_rng([seed, 1])  # dropout masks; the model's init uses `seed`
         self.steps_per_epoch = n_windows(batchify(self.train_ids, config.batch), config.bptt)
-        # hooks: callables hook(trainer, step) run before each update: first those the config asks
-        # for (dkp.compression.anneal: dense warm-up, anneal, CMR's p), then the caller's (diagnostics)
-        self.hooks = anneal_hooks(config, self.steps_per_epoch) + list(hooks)
+        # the changes the config schedules between steps (see the module docstring), None where it has none
+        self.warmup = DenseWarmup(config, self.steps_per_epoch) if config.dense_warmup else None
+        self.annealer = Annealer(config, self.steps_per_epoch) if needs_annealing(config) else None
+        self.cmr_schedule = CMRSchedule(config) if needs_cmr_schedule(config) else None
+        # observers, hook(trainer, step): those in `before_changes` see the model before the step's
+        # scheduled changes, `hooks` (the caller's, e.g. diagnostics) after them, before the update
+        self.before_changes, self.hooks = [], list(hooks)
         self.epoch, self.step = 0, 0
         self.last_loss = None  # the latest training loss, for hooks that trace it
-        self.teacher = None    # a dkp.compression.teacher.Teacher, once a dense warm-up leaves one
+        self.teacher = None    # a dkp.compression.teacher.Teacher, once the switch leaves one
         self.provenance = io.provenance()  # the command and commit this run started from
         self.history = {"train_ppl": [], "valid_ppl": [], "lr": [], "seconds": [], "words_per_sec": []}
 
+    @property
+    def changes(self):
+        """The scheduled changes of this trainer's config, in the order the loop makes them."""
+        return [c for c in (self.warmup, self.annealer, self.cmr_schedule) if c is not None]
+
     def find_hook(self, kind):
-        """The first of this trainer's hooks that is a `kind` (e.g. the Annealer), or None."""
-        return next((h for h in self.hooks if isinstance(h, kind)), None)
+        """The first of this trainer's scheduled changes and observers that is a `kind` (e.g. the
+        Annealer), or None."""
+        return next((h for h in self.changes + self.before_changes + self.hooks if isinstance(h, kind)), None)
+
+    # --- what changes between steps ----------------------------------------------------------------
+    def scheduled_changes(self, step):
+        """Make the changes the config schedules at `step`, in order: the switch from the dense
+        warm-up, the anneal of S (or of the pruning masks), co-matrix dropout's p."""
+        if self.warmup is not None and self.warmup.due(step):
+            self.switch(self.warmup.convert(self.model, self.train_ids))
+        if self.annealer is not None:
+            self.annealer.apply(self.model, step, self.optimizer)
+        if self.cmr_schedule is not None:
+            self.cmr_schedule.apply(self.model)
+
+    def switch(self, switch):
+        """Apply a dense warm-up's `Switch`: the model's matrices become the compressed ones, the
+        optimizer starts afresh (its state was the dense parameters') at the current learning
+        rate, and the teacher, if any, starts teaching."""
+        for name, M in switch.matrices.items():
+            self.model.set_matrix(name, M)
+        self.optimizer = make_optimizer(self.config.optimizer, self.optimizer.lr)
+        self.teacher = switch.teacher
+
+    # --- one step ------------------------------------------------------------------------------
+    def train_step(self, x, y, state, window):
+        """One update on the window x (T, B) with targets y: forward (from `state`; the teacher's
+        targets too), backward, clip, update. `window`: x's place in the epoch's stream (0 starts
+        it). Returns the state to carry into the next window; TrainingDiverged if the loss is not
+        finite."""
+        model = self.model
+        model.set_training(True)
+        for M in model.matrices.values():
+            M.begin_batch(self.rng)                          # co-matrix dropout's masks
+        distill = None if self.teacher is None else self.teacher.target(x, y, first=window == 0)
+        out = model.forward(x, state, y, rng=self.rng, distill=distill)
+        self.last_loss = out.cache["parts"]["task"]         # the cross-entropy; the objective adds distillation
+        if not math.isfinite(out.loss):
+            raise TrainingDiverged(f"the training loss became {out.loss} at epoch {self.epoch + 1}, window "
+                                   f"{window + 1} (step {self.step + 1}, lr {self.optimizer.lr:g}); try a lower "
+                                   f"learning rate or gradient clip")
+        grads = model.backward(out.cache, scale=x.shape[0])
+        clip_global_norm(grads, self.config.clip)
+        self.optimizer.step(model.params, grads)
+        for M in model.matrices.values():
+            M.after_update()                                 # e.g. zeros off a pruning mask
+        self.step += 1
+        return out.state
 
     # --- one epoch ---------------------------------------------------------------------------
     def train_epoch(self):
@@ -80,38 +153,25 @@ class Trainer:
         state = model.zero_state(cfg.batch)
         total, count, t0 = 0.0, 0, time.perf_counter()
         bar = _progress(n_windows(stream, cfg.bptt), f"epoch {self.epoch + 1}/{cfg.epochs}", self.progress)
-        for i, (x, y) in enumerate(bptt_windows(stream, cfg.bptt)):
-            for hook in self.hooks:
-                hook(self, self.step)
-            model.set_training(True)
-            for M in model.matrices.values():
-                M.begin_batch(self.rng)
-            distill = None if self.teacher is None else self.teacher.target(x, y, first=i == 0)
-            _, objective, state, cache = model.forward(x, state, y, rng=self.rng, distill=distill)
-            loss = cache["parts"]["task"]  # the cross-entropy; the objective adds distillation terms
-            self.last_loss = loss
-            if not math.isfinite(objective):
+        try:
+            for i, (x, y) in enumerate(bptt_windows(stream, cfg.bptt)):
+                for hook in self.before_changes:
+                    hook(self, self.step)
+                self.scheduled_changes(self.step)
+                for hook in self.hooks:
+                    hook(self, self.step)
+                state = self.train_step(x, y, state, window=i)
+                total += self.last_loss * x.size
+                count += x.size
                 if bar is not None:
-                    bar.close()
-                raise TrainingDiverged(f"the training loss became {objective} at epoch {self.epoch + 1}, "
-                                       f"window {i + 1} (step {self.step + 1}, lr {lr:g}); try a lower "
-                                       f"learning rate or gradient clip")
-            grads = model.backward(cache, scale=x.shape[0])
-            clip_global_norm(grads, cfg.clip)
-            self.optimizer.step(model.params, grads)
-            for M in model.matrices.values():
-                M.after_update()
-            self.step += 1
-            total += loss * x.size
-            count += x.size
+                    bar.update(1)
+                    if i % 10 == 0:
+                        bar.set_postfix(ppl=f"{math.exp(total / count):.1f}",
+                                        wps=f"{count / (time.perf_counter() - t0):.0f}")
+        finally:
             if bar is not None:
-                bar.update(1)
-                if i % 10 == 0:
-                    bar.set_postfix(ppl=f"{math.exp(total / count):.1f}",
-                                    wps=f"{count / (time.perf_counter() - t0):.0f}")
+                bar.close()
         seconds = time.perf_counter() - t0
-        if bar is not None:
-            bar.close()
         return math.exp(total / count), count / seconds, seconds, lr
 
     def run(self):
@@ -119,9 +179,9 @@ class Trainer:
         if self.progress and self.epoch == 0:
             for row in layer_report(self.model):
                 print(f"LSTM layer {row['layer']}: {self.model.layers[row['layer']].W.describe()}")
-            for hook in self.hooks:
-                if hasattr(hook, "describe"):
-                    print(f"  {hook.describe()}")
+            for change in self.changes:
+                if hasattr(change, "describe"):
+                    print(f"  {change.describe()}")
         while self.epoch < cfg.epochs:
             train_ppl, wps, seconds, lr = self.train_epoch()
             valid_ppl = evaluate(self.model, self.valid_ids, cfg.eval_batch, cfg.bptt)
