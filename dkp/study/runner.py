@@ -173,7 +173,9 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
     (0: one per core; 1: this process). Each finished run is written to the JSON the moment it
     returns; a run that fails is reported with its arm and seed, the others go on, and RunsFailed is
     raised at the end. Rerunning the same command runs only what is missing. With `keep_models`,
-    each run's trained model is kept under OUT/models/ (`run_dir`)."""
+    each run's trained model is kept under OUT/models/ (`run_dir`). The returned record also says
+    what this call did, `this_call`: runs trained now, runs reused (already in the file or another
+    family's), and its seconds (not written to the file)."""
     if seeds is None:
         seeds = planned_seeds(name)
     if seeds < 1:
@@ -268,6 +270,10 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
         raise RunsFailed(f"{len(failed)} of {len(todo)} run(s) of {name} failed: {runs}. The {len(todo) - len(failed)} "
                          f"that finished are in {path}; run the same command again to run only what is "
                          f"missing") from failed[0][2]
+    # what this call did, for a notebook to say (not stored: the file records the runs, not the calls)
+    asked = sum(1 for arm in configs for seed in range(seeds))
+    result["this_call"] = {"trained": len(todo) - len(failed), "reused": asked - len(todo),
+                           "seconds": time.perf_counter() - t0}
     return result
 
 
