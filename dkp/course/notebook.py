@@ -1,10 +1,12 @@
 """What the notebooks share, written once: the repository's folders, the wall time of a results file,
 the verdicts of a study shown as the report prints them, the sizes an arm trains to (its model
-after the anneal), one line describing a gate matrix, and the short demo trainings a notebook and
-the test of its claims both need."""
+after the anneal), one line describing a gate matrix, the short demo trainings a notebook and
+the test of its claims both need, and the full experiments a notebook runs with FULL = True."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from dkp.compression.anneal import Annealer, needs_annealing
@@ -128,3 +130,17 @@ def structure_text(W):
     else:
         text = "dense"
     return text + (f" + S ({W.nnz:,})" if isinstance(W, Doped) else "")
+
+
+def run_in_repo(*args):
+    """Run `python ARGS` from the repository root (an experiment or a benchmark, for a notebook's
+    FULL = True), printing its output as it comes; one BLAS thread per process, since its workers
+    share the cores. Raises if it fails."""
+    print("running: python", " ".join(args), flush=True)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    with subprocess.Popen([sys.executable, *args], cwd=repo_root(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=env) as proc:
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+    if proc.returncode:
+        raise RuntimeError(f"python {' '.join(args)} failed (exit code {proc.returncode})")
