@@ -132,12 +132,15 @@ def structure_text(W):
     return text + (f" + S ({W.nnz:,})" if isinstance(W, Doped) else "")
 
 
-def run_in_repo(*args):
+def run_in_repo(*args, blas_threads=1):
     """Run `python ARGS` from the repository root (an experiment or a benchmark, for a notebook's
-    FULL = True), printing its output as it comes; one BLAS thread per process, since its workers
-    share the cores. Raises if it fails."""
+    FULL = True), printing its output as it comes. `blas_threads` BLAS threads per process (one by
+    default: an experiment's workers share the cores); None leaves them to the command (a benchmark
+    that sweeps them). Raises if it fails."""
     print("running: python", " ".join(args), flush=True)
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    env = dict(os.environ)
+    if blas_threads is not None:
+        env["OPENBLAS_NUM_THREADS"] = str(blas_threads)
     with subprocess.Popen([sys.executable, *args], cwd=repo_root(), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, env=env) as proc:
         for line in proc.stdout:
