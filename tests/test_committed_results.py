@@ -210,3 +210,26 @@ def test_the_training_speed_statements_of_notebook_08_hold_in_the_three_sweeps()
     assert min(ratios["medium", 2]) < 1 and max(ratios["medium", 2]) < 1.05
     assert min(ratios["small", 2]) < 1 < max(ratios["small", 2])
     assert all(share < 0.9 for row in record["rows"] for share in sp.matmul_limit(row)[1].values())
+
+
+def test_the_course_states_what_the_replication_decides():
+    """The search plan's addendum fixed, before its runs, the sentences the course states for each
+    outcome of the replication (dkp.study.plans.cma_search.headline). Once its verdicts are all
+    decided, the README and notebooks 00, 05 and 06 say them in those words."""
+    import json as _json
+
+    from dkp.study.plans import cma_search
+    found = verdicts(cma_search.STUDY, RESULTS / "cma-search")
+    said = cma_search.headline(found)
+    if None in said.values():
+        pytest.skip("the replication is still running: its verdicts are not all decided")
+    root = RESULTS.parents[1]
+    docs = {"README.md": (root / "README.md").read_text()}
+    for name in ("00_course_map", "05_co_matrix_adaptation", "06_co_matrix_dropout"):
+        nb = _json.loads((root / "notebooks" / f"{name}.ipynb").read_text())
+        docs[name] = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    for doc, text in docs.items():
+        flat = " ".join(text.split())
+        for what, sentence in said.items():
+            if sentence:
+                assert sentence in flat, (doc, what, sentence)
