@@ -90,3 +90,26 @@ def test_a_kept_experiment_run_is_the_demo_training_of_its_config(ptb, tmp_path,
     fresh.run()
     for name, p in fresh.model.params.items():
         np.testing.assert_array_equal(loaded.model.params[name], p)
+
+
+def test_the_check_cells_helpers_follow_the_seed_spread_rule():
+    """dkp.course.checks: an arm's mean and sample sd, and the rule 2 sqrt(sd_a^2 + sd_b^2), as the
+    notebooks' check cells used to write them out."""
+    from dkp.course.checks import arm_seeds, beyond_spread, ends_above, ends_below, seed_stats
+    result = {"arms": {"a": {"runs": [{"final_valid_ppl": v} for v in (100.0, 102.0, 104.0)]},
+                       "b": {"runs": [{"final_valid_ppl": 110.0}]}}}
+    assert seed_stats(result, "a") == (102.0, 2.0) and seed_stats(result, "b") == (110.0, 0.0)
+    assert beyond_spread((102.0, 2.0), (110.0, 0.0)) and not beyond_spread((102.0, 2.0), (104.0, 0.5))
+
+    class Records:
+        values = {"a": {"valid": [100.0, 102.0, 104.0]}, "b": {"valid": [120.0, 121.0, 122.0]},
+                  "c": {"valid": [101.0, 103.0]}}
+
+        def arm_values(self, family, arm):
+            return self.values.get(arm, {})
+
+    rec = Records()
+    assert arm_seeds(rec, "f", "a") == (102.0, 2.0, 3) and np.isnan(arm_seeds(rec, "f", "x")[0])
+    assert ends_above(rec, "f", "a", "b") == (19.0, True) and not ends_above(rec, "f", "b", "a")[1]
+    assert ends_below(rec, "f", "b", "a") is True and ends_below(rec, "f", "a", "b") is False
+    assert ends_below(rec, "f", "a", "c") is None                       # c has 2 seeds: undecided
