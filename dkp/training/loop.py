@@ -1,11 +1,14 @@
-"""The training loop: SGD over BPTT windows, the changes a config schedules between steps,
-checkpoints and resume.
+"""The training loop: a language model (the LSTM or the transformer, `build_model`) trained over
+windows of the training stream, the changes a config schedules between steps, checkpoints and resume.
 
-One training step (`Trainer.train_step`): forward a (T, B) window with the hidden state carried over
-from the previous window, backward (truncated BPTT), clip the global gradient norm, update. Zaremba
-et al.'s objective is the cross-entropy summed over the T timesteps and averaged over the batch, so
-the gradient of the per-token mean loss is scaled by T before clipping: lr 1 and clip 5 then mean
-what they meant there.
+One training step (`Trainer.train_step`): forward a (T, B) window with the state carried over from
+the previous window (the LSTM's hidden state; the transformer's is None: each window is its own
+context), backward (within the window: truncated BPTT for the LSTM), clip the global gradient norm, update at the step's learning
+rate (`learning_rate`). The gradient clipped is that of the per-token mean loss times
+`gradient_scale`: T for the LSTM, whose objective in Zaremba et al. is the cross-entropy summed
+over the T timesteps and averaged over the batch (lr 1 and clip 5 then mean what they meant there);
+1 for the transformer, trained on the mean per token as GPT-2 and nanoGPT train it (AdamW's lr
+and a clip of 1 mean what they mean there, and the clip does not tighten with the window's length).
 
 Between two updates come the changes the config schedules (`Trainer.scheduled_changes`), each a
 named object of dkp.compression, in this order:
@@ -16,8 +19,9 @@ named object of dkp.compression, in this order:
     Annealer     (compression.anneal)   the density of S, or the pruning masks, by the cubic schedule
     CMRSchedule  (compression.cmr)      co-matrix dropout's p from S's density
 
-The changes due at step s are made just before step s's update, so an epoch's evaluation and
-checkpoint see the model its last update left. Observers (`hooks`: callables hook(trainer, step),
+The changes due at step s are made after step s - 1's update and before step s's forward (at the
+start of the step's window in `train_epoch`), so an epoch's evaluation and checkpoint see the model
+its last update left. Observers (`hooks`: callables hook(trainer, step),
 the probes of dkp.study and a caller's own) run after the step's changes, those in
 `before_changes` before them; neither changes what is trained.
 """
@@ -36,9 +40,10 @@ from dkp.compression.teacher import DenseWarmup
 from dkp.core import io
 from dkp.core.data import batchify, bptt_windows, load_corpus, n_windows
 from dkp.core.model import LanguageModel
-from dkp.core.optim import clip_global_norm, make_optimizer, zaremba_lr
+from dkp.core.optim import clip_global_norm, cosine_lr, make_optimizer, zaremba_lr
+from dkp.core.transformer import TransformerLM
 from dkp.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from dkp.training.configs import Config
+from dkp.training.configs import Config, check_model
 from dkp.training.evaluate import evaluate, layer_report, mean_density, model_report
 
 METRICS = "metrics.json"
@@ -49,11 +54,35 @@ class TrainingDiverged(RuntimeError):
 
 
 def build_model(config: Config, vocab_size, seed, dtype=np.float32):
-    """A fresh model of `config`, its gate matrices from `dkp.compression.structures.gate_factory`
-    (dense unless the config asks for a structure)."""
+    """A fresh model of `config` (`config.model`: the LSTM or the transformer), its gate matrices
+    from `dkp.compression.structures.gate_factory` (dense unless the config asks for a structure)."""
+    check_model(config)
+    if config.model == "transformer":
+        return TransformerLM(vocab_size, config.hidden, config.layers, config.heads, config.block_size,
+                             dropout=config.dropout, init_scale=config.init_scale, seed=seed, dtype=dtype,
+                             tie=config.tie, gate_factory=gate_factory(config))
     return LanguageModel(vocab_size, config.hidden, config.layers, dropout=config.dropout,
                          init_scale=config.init_scale, seed=seed, dtype=dtype,
                          gate_factory=gate_factory(config))
+
+
+def gradient_scale(config, window_length):
+    """What the gradient of the per-token mean loss is multiplied by before the clip (see the module
+    docstring): the window's length T for the LSTM (Zaremba's summed objective), 1 for the
+    transformer (the mean)."""
+    return window_length if config.model == "lstm" else 1.0
+
+
+def learning_rate(config, epoch, step, steps_per_epoch):
+    """The learning rate of `step` (in the 0-based `epoch`): Zaremba's, the same for a whole epoch,
+    or a linear warm-up then cosine decay over the run's steps. With lr_restart the dense warm-up
+    (a whole number of epochs) is a run of its own, and the schedule starts again at the switch."""
+    switch = int(config.dense_warmup) if config.lr_restart else 0
+    restart = switch if epoch >= switch else 0
+    if config.lr_schedule == "cosine":    # the epochs of this schedule: the warm-up's, the rest, or all
+        epochs = config.epochs - restart if restart else switch or config.epochs
+        return cosine_lr(step - restart * steps_per_epoch, config.lr, config.warmup_steps, epochs * steps_per_epoch)
+    return zaremba_lr(epoch - restart, config.lr, config.lr_decay, config.decay_after)
 
 
 def _head(ids, n):
@@ -72,7 +101,7 @@ class Trainer:
         self.valid_ids = _head(self.corpus.valid, config.eval_tokens)
         self.test_ids = _head(self.corpus.test, config.eval_tokens)
         self.model = build_model(config, len(self.corpus.vocab), seed)
-        self.optimizer = make_optimizer(config.optimizer, config.lr)
+        self.optimizer = self.new_optimizer(config.lr)
         self.rng = np.random.default_rng([seed, 1])  # dropout masks; the model's init uses `seed`
         self.steps_per_epoch = n_windows(batchify(self.train_ids, config.batch), config.bptt)
         # the changes the config schedules between steps (see the module docstring), None where it has none
@@ -115,8 +144,12 @@ class Trainer:
         rate, and the teacher, if any, starts teaching."""
         for name, M in switch.matrices.items():
             self.model.set_matrix(name, M)
-        self.optimizer = make_optimizer(self.config.optimizer, self.optimizer.lr)
+        self.optimizer = self.new_optimizer(self.optimizer.lr)
         self.teacher = switch.teacher
+
+    def new_optimizer(self, lr):
+        c = self.config
+        return make_optimizer(c.optimizer, lr, c.weight_decay)
 
     # --- one step ------------------------------------------------------------------------------
     def train_step(self, x, y, state, window):
@@ -135,7 +168,7 @@ class Trainer:
             raise TrainingDiverged(f"the training loss became {out.loss} at epoch {self.epoch + 1}, window "
                                    f"{window + 1} (step {self.step + 1}, lr {self.optimizer.lr:g}); try a lower "
                                    f"learning rate or gradient clip")
-        grads = model.backward(out.cache, scale=x.shape[0])
+        grads = model.backward(out.cache, scale=gradient_scale(self.config, x.shape[0]))
         clip_global_norm(grads, self.config.clip)
         self.optimizer.step(model.params, grads)
         for M in model.matrices.values():
@@ -145,10 +178,9 @@ class Trainer:
 
     # --- one epoch ---------------------------------------------------------------------------
     def train_epoch(self):
+        """Train one pass over the training stream; returns (train perplexity, words/s, seconds, the
+        learning rate of its last step)."""
         cfg, model = self.config, self.model
-        restart = int(cfg.dense_warmup) if cfg.lr_restart and self.epoch >= cfg.dense_warmup else 0
-        lr = zaremba_lr(self.epoch - restart, cfg.lr, cfg.lr_decay, cfg.decay_after)
-        self.optimizer.lr = lr
         stream = batchify(self.train_ids, cfg.batch)
         state = model.zero_state(cfg.batch)
         total, count, t0 = 0.0, 0, time.perf_counter()
@@ -160,6 +192,7 @@ class Trainer:
                 self.scheduled_changes(self.step)
                 for hook in self.hooks:
                     hook(self, self.step)
+                self.optimizer.lr = lr = learning_rate(cfg, self.epoch, self.step, self.steps_per_epoch)
                 state = self.train_step(x, y, state, window=i)
                 total += self.last_loss * x.size
                 count += x.size
@@ -177,8 +210,8 @@ class Trainer:
     def run(self):
         cfg = self.config
         if self.progress and self.epoch == 0:
-            for row in layer_report(self.model):
-                print(f"LSTM layer {row['layer']}: {self.model.layers[row['layer']].W.describe()}")
+            for name, M in self.model.matrices.items():
+                print(f"{name}: {M.describe()}")
             for change in self.changes:
                 if hasattr(change, "describe"):
                     print(f"  {change.describe()}")
