@@ -227,9 +227,9 @@ def test_a_failed_run_is_reported_and_a_rerun_runs_only_what_is_missing(tmp_path
     monkeypatch.setattr(ex, "run_one", lambda config_dict, seed, *a: ran.append(seed) or _fake_run(config_dict, seed))
     again = ex.run_experiment("doping", seeds=2, quick_mode=True, out=str(tmp_path), progress=False)
     assert ran == [1] and again["arms"]["kp"]["seeds"] == [0, 1]
-    # what the call did, for a notebook to say: one run trained now, five reused; not written to the file
-    assert (again["this_call"]["trained"], again["this_call"]["reused"]) == (1, 5)
-    assert "this_call" not in json.loads((tmp_path / "doping-quick.json").read_text())
+    # what the call did, for a notebook to say: one run trained now, five reused; the file says it too
+    assert (again["last_call"]["trained"], again["last_call"]["reused"]) == (1, 5)
+    assert json.loads((tmp_path / "doping-quick.json").read_text())["last_call"] == again["last_call"]
 
 
 def test_any_executor_runs_the_experiment(tmp_path, monkeypatch):

@@ -62,8 +62,8 @@ def load_npz(path):
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"PK\x03\x04":      # every .npz is a zip archive
-        raise CheckpointError(f"{path!r} is not a dkp checkpoint: not an .npz archive (the checkpoint.npz "
-                              f"that `python -m dkp train` writes)")
+        raise CheckpointError(f"{path!r} is not a dkp checkpoint: not a readable .npz archive (the "
+                              f"checkpoint.npz that `python -m dkp train` writes)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -64,9 +64,9 @@ def show_verdicts(study, directory, ids=None, rec=None):
 
 
 def runs_text(result):
-    """What an experiment call just did, as a notebook says it: how many runs it trained now and
-    how many it reused (already in the results file, or trained by another family)."""
-    call = result.get("this_call")
+    """What the experiment call that returned `result` did, as a notebook says it: how many runs it
+    trained now and how many it reused (already in the results file, or trained by another family)."""
+    call = result.get("last_call")
     if call is None:
         return "loaded from the committed file (trained earlier; its header says when and how)"
     return (f"{call['trained']} run(s) trained now, {call['reused']} reused from earlier runs of the same "

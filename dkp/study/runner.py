@@ -173,9 +173,9 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
     (0: one per core; 1: this process). Each finished run is written to the JSON the moment it
     returns; a run that fails is reported with its arm and seed, the others go on, and RunsFailed is
     raised at the end. Rerunning the same command runs only what is missing. With `keep_models`,
-    each run's trained model is kept under OUT/models/ (`run_dir`). The returned record also says
-    what this call did, `this_call`: runs trained now, runs reused (already in the file or another
-    family's), and its seconds (not written to the file)."""
+    each run's trained model is kept under OUT/models/ (`run_dir`). The record also says what the
+    last call did, `last_call`: runs trained now, runs reused (already in the file or another
+    family's), and its seconds."""
     if seeds is None:
         seeds = planned_seeds(name)
     if seeds < 1:
@@ -264,16 +264,16 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
             if bar is not None:
                 bar.close()
     result["wall_seconds"] = result.get("wall_seconds", 0.0) + (time.perf_counter() - t0)
+    # what this call did, for a notebook to say: runs trained now, runs reused, its seconds
+    asked = sum(1 for arm in configs for seed in range(seeds))
+    result["last_call"] = {"trained": len(todo) - len(failed), "reused": asked - len(todo),
+                           "seconds": time.perf_counter() - t0}
     io.save_json(path, result)
     if failed:
         runs = "; ".join(f"{arm} seed {seed} ({type(e).__name__}: {e})" for arm, seed, e in failed)
         raise RunsFailed(f"{len(failed)} of {len(todo)} run(s) of {name} failed: {runs}. The {len(todo) - len(failed)} "
                          f"that finished are in {path}; run the same command again to run only what is "
                          f"missing") from failed[0][2]
-    # what this call did, for a notebook to say (not stored: the file records the runs, not the calls)
-    asked = sum(1 for arm in configs for seed in range(seeds))
-    result["this_call"] = {"trained": len(todo) - len(failed), "reused": asked - len(todo),
-                           "seconds": time.perf_counter() - t0}
     return result
 
 
