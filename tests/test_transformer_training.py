@@ -20,7 +20,7 @@ from dkp.core.transformer import TransformerLM
 from dkp.core.weights import Doped, GroupLowRank, Kronecker
 from dkp.training.checkpoint import CHECKPOINT
 from dkp.training.configs import get_config
-from dkp.training.evaluate import evaluate, layer_report, model_report
+from dkp.training.evaluate import evaluate, model_report
 from dkp.training.flags import add_config_flags, apply, overrides
 from dkp.training.loop import METRICS, Trainer, gradient_scale, learning_rate, train
 
