@@ -132,7 +132,8 @@ def build(only=(), out=BUILD, allow_errors=False, root=ROOT, vendor_dir=BUILD / 
     env = dict(os.environ)
     env[NOTEBOOKS_ENV] = ",".join(path.stem for path in chosen)
     env[VENDOR_ENV] = str(vendor(vendor_dir))
-    command = [sys.executable, "-m", "sphinx", "-b", "html", "-E", "--keep-going",
+    command = [sys.executable, "-m", "sphinx", "-b", "html", "-E", "--keep-going", "-T",   # -T: a failing
+               # cell's source and traceback (MyST-NB's CellExecutionError), not only the notebook's name
                "-c", str(root / "docs"), "-d", str(out / "doctrees"), str(root), str(out / "html")]
     if allow_errors:
         command += ["-D", "nb_execution_raise_on_error=0"]
