@@ -108,6 +108,37 @@ def distill_losses(d, shifted, sums, hidden):
     return {"kl": d.kl_weight * kl, "hidden": d.hidden_weight * mse}
 
 
+def logits_gradient(cache, scale):
+    """The gradient of scale * loss with respect to the logits (T*B, V), from a forward's `cache`
+    (both language models keep "x", "y", "probs", "sums" and "distill" there): the mean cross-entropy
+    over the window's T*B tokens, plus the distillation's KL term when there is one. The softmax in
+    the cache is turned into the gradient in place, so a cache serves one backward; a second call
+    raises instead of returning wrong gradients."""
+    if cache is None:
+        raise ValueError("backward needs the cache of a forward with targets (it had none)")
+    if cache["probs"] is None:
+        raise RuntimeError("this cache was already used by backward, which overwrites it; run forward "
+                           "again for another backward")
+    probs, d = cache["probs"], cache["distill"]
+    cache["probs"] = None
+    N = cache["x"].size
+    kl = 0.0 if d is None else d.kl_weight
+    dlogits = softmax_cross_entropy_grad_(probs, cache["sums"], cache["y"].reshape(-1),
+                                          (1.0 + kl) * (scale / N), scale / N)   # (TB, V), in place
+    if kl:
+        dlogits -= (kl * scale / N) * d.probs             # d KL(q || p) / d logits = p - q
+    return dlogits
+
+
+def check_replacement(matrices, name, M):
+    """A matrix may replace `name` among a model's `matrices` only with the same shape (set_matrix)."""
+    old = matrices.get(name)
+    if old is None:
+        raise ValueError(f"name must be one of {list(matrices)}, got {name!r}")
+    if M.shape != old.shape:
+        raise ValueError(f"the matrix for {name!r} must have shape {old.shape}, got {M.shape}")
+
+
 class LanguageModel:
     def __init__(self, vocab_size, hidden_size, num_layers, *, dropout=0.0, init_scale=0.1, seed=0,
                  dtype=np.float32, gate_factory=dense_gates, vocab_factory=dense_vocab):
@@ -148,11 +179,7 @@ class LanguageModel:
     def set_matrix(self, name, M):
         """Put M in place of the matrix `name` (a key of `matrices`), of the same shape: e.g. its
         compressed form after a dense warm-up."""
-        old = self.matrices.get(name)
-        if old is None:
-            raise ValueError(f"name must be one of {list(self.matrices)}, got {name!r}")
-        if M.shape != old.shape:
-            raise ValueError(f"the matrix for {name!r} must have shape {old.shape}, got {M.shape}")
+        check_replacement(self.matrices, name, M)
         if name == "embed":
             self.embedding = M
         elif name == "dec":
@@ -227,20 +254,9 @@ class LanguageModel:
         """Gradients of scale * loss for every parameter: {name: array}. The softmax in `cache` is
         turned into the gradient of the logits in place (no copy of a (T*B, V) array per step), so
         a cache serves one backward; a second call raises instead of returning wrong gradients."""
-        if cache is None:
-            raise ValueError("backward needs the cache of a forward with targets (it had none)")
-        if cache["probs"] is None:
-            raise RuntimeError("this cache was already used by backward, which overwrites it; run forward "
-                               "again for another backward")
-        x, probs, d = cache["x"], cache["probs"], cache["distill"]
-        cache["probs"] = None
+        dlogits = logits_gradient(cache, scale)              # checks the cache first
+        x, d = cache["x"], cache["distill"]
         T, B = x.shape
-        N = T * B
-        kl = 0.0 if d is None else d.kl_weight
-        dlogits = softmax_cross_entropy_grad_(probs, cache["sums"], cache["y"].reshape(-1),
-                                              (1.0 + kl) * (scale / N), scale / N)   # (TB, V), in place
-        if kl:
-            dlogits -= (kl * scale / N) * d.probs             # d KL(q || p) / d logits = p - q
         dh, grads = self.decoder.backward(dlogits, cache["dec"])
         grads = {f"dec.{k}": v for k, v in grads.items()}
         grads["dec_b"] = dlogits.sum(axis=0)

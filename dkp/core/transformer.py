@@ -44,8 +44,8 @@ import numpy as np
 from dkp.core.attention import CausalSelfAttention
 from dkp.core.layers import (LayerNorm, Linear, dropout, dropout_backward, embed, embed_backward, gelu,
                              gelu_backward)
-from dkp.core.model import (DistillTarget, Forward, dense_gates, dense_vocab, distill_losses, softmax_cross_entropy,
-                            softmax_cross_entropy_grad_)
+from dkp.core.model import (DistillTarget, Forward, check_replacement, dense_gates, dense_vocab, distill_losses,
+                            logits_gradient, softmax_cross_entropy)
 
 GPT2_INIT = 0.02 * math.sqrt(3.0)   # U(-s, s) with GPT-2's standard deviation 0.02
 
@@ -197,11 +197,7 @@ class TransformerLM:
     def set_matrix(self, name, M):
         """Put M in place of the matrix `name` (a key of `matrices`), of the same shape: e.g. its
         compressed form after a dense warm-up."""
-        old = self.matrices.get(name)
-        if old is None:
-            raise ValueError(f"name must be one of {list(self.matrices)}, got {name!r}")
-        if M.shape != old.shape:
-            raise ValueError(f"the matrix for {name!r} must have shape {old.shape}, got {M.shape}")
+        check_replacement(self.matrices, name, M)
         if name == "embed":
             self.embedding = M
         elif name == "dec":
@@ -310,20 +306,9 @@ class TransformerLM:
         """Gradients of scale * loss for every parameter: {name: array}. The softmax in `cache` is
         turned into the gradient of the logits in place, so a cache serves one backward; a second
         call raises. A context from `state` is a constant: no gradient flows into it."""
-        if cache is None:
-            raise ValueError("backward needs the cache of a forward with targets (it had none)")
-        if cache["probs"] is None:
-            raise RuntimeError("this cache was already used by backward, which overwrites it; run forward "
-                               "again for another backward")
-        x, probs, d = cache["x"], cache["probs"], cache["distill"]
-        cache["probs"] = None
+        dlogits = logits_gradient(cache, scale)              # checks the cache first
+        x, d = cache["x"], cache["distill"]
         T, B = x.shape
-        N = T * B
-        kl = 0.0 if d is None else d.kl_weight
-        dlogits = softmax_cross_entropy_grad_(probs, cache["sums"], cache["y"].reshape(-1),
-                                              (1.0 + kl) * (scale / N), scale / N)   # (TB, V), in place
-        if kl:
-            dlogits -= (kl * scale / N) * d.probs             # d KL(q || p) / d logits = p - q
         dh, gdec = self.decoder.backward(dlogits, cache["dec"])
         grads = {"dec_b": dlogits.sum(axis=0)}
         de, g = self.ln_f.backward(dh.reshape(T, B, self.hidden_size), cache["ln_f"])
