@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from dkp.study.metrics import loss_jump
 from dkp.study.records import MIN_SEEDS, stats
 
 
@@ -267,7 +268,6 @@ def _eval_Failures(check, rec):
 
 
 def _eval_LossJump(check, rec):
-    from dkp.study.metrics import loss_jump
     runs = rec.runs(check.ref.family, check.ref.arm) or []
     failed = {s for s, _ in rec.failed(check.ref.family, check.ref.arm)} if runs else set()
     jumps = [loss_jump(r) for r in runs if r["seed"] in failed]

@@ -133,35 +133,26 @@ class Records:
 
     def arm_values(self, family, arm):
         """{metric: [value per trained seed]} of every metric `arm`'s runs recorded."""
-        out = {}
-        for name in self._names(family, arm):
-            out[name] = self.values(family, arm, name)
-        return out
+        per_run = self._run_values(family, arm)
+        names = dict.fromkeys(k for _, values in per_run for k in values)
+        return {name: [v[name] for trained, v in per_run if trained and v.get(name) is not None] for name in names}
 
-    def _names(self, family, arm):
+    def values(self, family, arm, metric):
+        """[value per trained seed] of `metric` for `arm` (empty where a run did not record it)."""
+        return [v[metric] for trained, v in self._run_values(family, arm) if trained and v.get(metric) is not None]
+
+    def _run_values(self, family, arm):
+        """[(trained, run_values)] of `arm`'s runs among its plan's seeds, each run's numbers computed
+        once (M2 against the control's run of the same seed)."""
         runs = self.runs(family, arm) or []
-        config = self.results[family]["arms"][arm].get("config", {}) if runs else None
-        names = {}
-        for r in runs:
-            names.update(dict.fromkeys(run_values(r, config, self._holds().get(r["seed"]))))
-        return list(names)
+        if not runs:
+            return []
+        failed = {s for s, _ in self.failed(family, arm)}
+        config = self.results[family]["arms"][arm].get("config", {})
+        holds = self._holds()
+        return [(r["seed"] not in failed, run_values(r, config, holds.get(r["seed"]))) for r in runs]
 
     def _holds(self):
         if not self.control or self.control[0] not in self.results:
             return {}
         return {r["seed"]: r for r in self.runs(*self.control) or [] if not r.get("diverged")}
-
-    def values(self, family, arm, metric):
-        """[value per trained seed] of `metric` for `arm` (empty where a run did not record it)."""
-        runs = self.runs(family, arm) or []
-        failed = {s for s, _ in self.failed(family, arm)} if runs else set()
-        config = self.results[family]["arms"][arm].get("config", {}) if runs else None
-        holds = self._holds()
-        out = []
-        for r in runs:
-            if r["seed"] in failed:
-                continue
-            v = run_values(r, config, holds.get(r["seed"])).get(metric)
-            if v is not None:
-                out.append(v)
-        return out
