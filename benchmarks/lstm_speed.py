@@ -3,6 +3,7 @@ against PyTorch's one-layer nn.LSTM on the same shapes, forward and backward ove
 timed in the same run.
 
     python benchmarks/lstm_speed.py [--config small] [--threads N] [--rounds 5] [--reps 20] [--products]
+    python benchmarks/lstm_speed.py --sweep --products [--json data/results/lstm_speed.json]
 
 A repetition runs the layer over a (bptt, batch, hidden) float32 window from a zero state and back
 (BPTT with the gradient of sum(h)), dkp with `FastLSTMLayer.forward` / `backward`, PyTorch with
@@ -11,12 +12,23 @@ layer's arithmetic (3 products of the window by the (4H, 2H) gate matrix: forwar
 weight gradients) as a rate. The last line is `dkp / torch: R` (above 1: dkp is faster). PyTorch is
 never a dependency of dkp; without it, only dkp's time is printed. With --products, the layer's
 matrix products alone are timed too, each shape in NumPy (dkp's BLAS) and in PyTorch, as rates.
+--sweep runs small and medium with 1 and with 2 threads, each in a process of its own (the BLAS reads
+its thread count when it loads), prints one table and, with --json, writes every measurement with
+the machine, the command and the commit.
 """
 import argparse
+import json
 import os
 import time
 
-from timing import alternating_medians, optional_torch, timing_arguments
+from timing import alternating_medians, optional_torch, sweep_rows, timing_arguments
+
+WINDOW_PRODUCTS = 3                                          # forward, input and weight gradients
+
+
+def window_flop(T, B, H):
+    """The FLOPs of a window's three gate-matrix-sized products, the rate's numerator."""
+    return WINDOW_PRODUCTS * 2 * T * B * (4 * H) * (2 * H)
 
 
 def time_dkp(x, reps):
@@ -89,13 +101,40 @@ def time_products(T, B, H, torch, reps):
     return rates
 
 
+def sweep(args):
+    """Every (config, threads) of timing.SWEEP in a child process of its own; a table, and --json."""
+    options = ["--rounds", str(args.rounds), "--reps", str(args.reps)] + (["--products"] if args.products else [])
+    rows = sweep_rows(__file__, options)
+    print()
+    print("| config | threads | dkp ms per window | PyTorch ms per window | dkp / PyTorch (speed) | dkp GFLOP/s | PyTorch GFLOP/s |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        flop, t = window_flop(*r["shape"]), r["torch"]
+        torch_cols = [f"{t * 1e3:.1f}", f"{t / r['dkp']:.2f}x", f"{flop / t / 1e9:.1f}"] if t else ["-"] * 3
+        print(f"| {r['config']} | {r['threads']} | {r['dkp'] * 1e3:.1f} | {torch_cols[0]} | {torch_cols[1]} | "
+              f"{flop / r['dkp'] / 1e9:.1f} | {torch_cols[2]} |")
+    if args.json:
+        from dkp.bench.matrices import machine
+        from dkp.core import io
+        io.save_json(args.json, {"benchmark": "lstm_speed", "rounds": args.rounds, "reps": args.reps,
+                                 "products": args.products, "machine": machine(), "rows": rows, **io.provenance()})
+        print(f"wrote {args.json}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     timing_arguments(p, "windows")
     p.add_argument("--products", action="store_true", help="also time the layer's matrix products alone")
+    p.add_argument("--sweep", action="store_true", help="small and medium, 1 and 2 threads, one table")
+    p.add_argument("--json", help="with --sweep: write the measurements to this JSON file")
+    p.add_argument("--record", help=argparse.SUPPRESS)   # "-": print one JSON line (what --sweep reads)
     args = p.parse_args()
     if args.rounds < 1 or args.reps < 1:
         p.error(f"--rounds and --reps must be >= 1, got {args.rounds} and {args.reps}")
+    if args.json and not args.sweep:
+        p.error("--json needs --sweep")
+    if args.sweep:
+        return sweep(args)
     if args.threads:  # must be set before NumPy loads OpenBLAS
         os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import numpy as np
@@ -109,7 +148,7 @@ def main():
     if torch is not None:
         timers["torch"] = lambda: time_torch(x, args.reps)
     med = alternating_medians(args.rounds, timers)
-    flop = 3 * 2 * T * B * (4 * H) * (2 * H)                 # the three window-sized products
+    flop = window_flop(T, B, H)
     print(f"config {args.config}: one layer, (T, B, H) = ({T}, {B}, {H}), threads {args.threads or 'default'}, "
           f"medians of {args.rounds} rounds x {args.reps} windows")
     print(f"dkp:   {med['dkp'] * 1e3:7.2f} ms per window ({flop / med['dkp'] / 1e9:.1f} GFLOP/s of its products)")
@@ -117,10 +156,16 @@ def main():
         print(f"torch: {med['torch'] * 1e3:7.2f} ms per window ({flop / med['torch'] / 1e9:.1f} GFLOP/s; "
               f"{torch.__version__}, {torch.get_num_threads()} threads)")
         print(f"dkp / torch: {med['torch'] / med['dkp']:.2f}")
+    products = {}
     if args.products:
         print("the layer's products alone, GFLOP/s (NumPy's BLAS, which dkp uses; PyTorch's):")
-        for name, (np_rate, torch_rate) in time_products(T, B, H, torch, 10 * args.reps).items():
+        products = time_products(T, B, H, torch, 10 * args.reps)
+        for name, (np_rate, torch_rate) in products.items():
             print(f"  {name}: {np_rate:6.1f}  " + (f"{torch_rate:6.1f}" if torch_rate else "-"))
+    if args.record == "-":
+        print(json.dumps({"config": args.config, "threads": args.threads, "shape": [T, B, H], "torch": None, **med,
+                          "torch_version": None if torch is None else torch.__version__,
+                          "products_gflops": {name: {"numpy": a, "torch": b} for name, (a, b) in products.items()}}))
 
 
 if __name__ == "__main__":
