@@ -1,6 +1,6 @@
 """Build the course website: every notebook executed, its plots and widgets in the pages.
 
-    python docs/build_site.py                      # the whole site: README, notebooks 00-10, background
+    python docs/build_site.py                      # the whole site: README, notebooks 00-11, background
     python docs/build_site.py --only 02 --only 05  # README and those notebooks (CI, a quick look)
     python docs/check_site.py                      # then check it in a browser
 

@@ -8,14 +8,14 @@ answer it recognises (or `cannot be checked here: ...` when a committed record i
 An exercise that needs something the notebook built (a trained model, a matrix) names it, and the
 check cell passes it by that name. The references are computed here, from dkp's own functions and
 the committed records, when the check runs: the notebooks hold none. The protocol is
-dkp.course.exercise_protocol; the exercises of notebooks 00-02, 03-06 and 07-10 are in
-exercises_foundations, exercises_doping and exercises_results."""
+dkp.course.exercise_protocol; the exercises of notebooks 00-02, 03-06, 07-10 and 11 are in
+exercises_foundations, exercises_doping, exercises_results and exercises_transformer."""
 from __future__ import annotations
 
-from dkp.course import exercises_doping, exercises_foundations, exercises_results
+from dkp.course import exercises_doping, exercises_foundations, exercises_results, exercises_transformer
 from dkp.course.exercise_protocol import NOT_ANSWERED, judge
 
-EXERCISES = {e.id: e for bank in (exercises_foundations, exercises_doping, exercises_results)
+EXERCISES = {e.id: e for bank in (exercises_foundations, exercises_doping, exercises_results, exercises_transformer)
              for e in bank.EXERCISES}
 
 __all__ = ["EXERCISES", "NOT_ANSWERED", "check", "reference", "verdict"]
