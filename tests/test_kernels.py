@@ -10,8 +10,10 @@ import pytest
 from nojit import rerun_without_jit
 
 from dkp.core.cell import step_backward
+from dkp.core.layers import dropout
 from dkp.kernels import arith, cell, kron, sparse
 from dkp.kernels import step as fused
+from dkp.kernels import transformer as tk
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -244,6 +246,95 @@ def test_cell_backward(shape, dtype, rng):
     cell.cell_backward(dh_out, dh, dc, acts, c_prev, tc, dz)
     for a, ref in [(dz, dz_ref), (dc, dc_ref), (dh, dh_out + dh_next), (dz_core, dz_ref), (dc_core, dc_ref)]:
         close(a, ref, dtype)
+
+
+# shapes (..., n) of the transformer's elementwise kernels: one entry, odd rows, a row longer than a
+# vector register plus a remainder, and leading axes
+ELEMENTWISE_SHAPES = [(1, 1), (3, 7), (2, 5, 33)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES)
+def test_gelu_forward_and_backward(shape, dtype, rng):
+    x = (rng.standard_normal(shape) * 6).astype(dtype)       # past the fast tanh's clamp at 7.9 and 9.1
+    x.flat[0] = 40.0 if x.size > 1 else x.flat[0]           # saturated: tanh exactly 1
+    dy = rng.standard_normal(shape).astype(dtype)
+    y_ref, t_ref = tk.gelu_forward_ref(x.astype(np.float64))
+    y, t = tk.gelu_forward(x)
+    assert y.dtype == t.dtype == dtype and y.shape == shape
+    close(y, y_ref, dtype)
+    close(t, t_ref, dtype)
+    if x.size > 1:
+        assert t.flat[0] == 1.0 and y.flat[0] == x.flat[0]
+    dx = tk.gelu_backward(dy, x, t)
+    assert dx.dtype == dtype
+    close(dx, tk.gelu_backward_ref(dy.astype(np.float64), x.astype(np.float64), t.astype(np.float64)), dtype)
+    close(tk.gelu_backward(dy.T, x.T, t.T), tk.gelu_backward_ref(dy.T, x.T, t.T), dtype)   # not contiguous
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES)
+def test_layernorm_forward_and_backward(shape, dtype, rng):
+    H = shape[-1]
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    g, b = rng.uniform(0.5, 1.5, H).astype(dtype), rng.standard_normal(H).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    wide = lambda *a: [v.astype(np.float64) for v in a]  # noqa: E731
+    got, ref = tk.layernorm_forward(x, g, b, 1e-5), tk.layernorm_forward_ref(*wide(x, g, b), 1e-5)
+    assert got[2].shape == shape[:-1] + (1,)
+    for a, r in zip(got, ref):
+        assert a.dtype == dtype
+        close(a, r, dtype)
+    xhat, rstd = got[1:]
+    for a, r in zip(tk.layernorm_backward(dy, xhat, rstd, g), tk.layernorm_backward_ref(*wide(dy, xhat, rstd, g))):
+        assert a.dtype == dtype
+        close(a, r, dtype)
+
+
+# (B, nh, T, S): one query over one key, a square window, queries after S - T keys of context (the
+# key/value cache), and rows longer than a vector register
+SOFTMAX_SHAPES = [(1, 1, 1, 1), (2, 3, 5, 5), (1, 2, 3, 7), (2, 1, 33, 40)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SOFTMAX_SHAPES)
+@pytest.mark.parametrize("p", [0.0, 0.4])
+def test_causal_softmax_forward_and_backward(shape, p, dtype, rng):
+    scores = (rng.standard_normal(shape) * 8).astype(dtype)
+    u = rng.random(shape, dtype=np.float32)
+    datt = rng.standard_normal(shape).astype(dtype)
+    scale = 0.3
+    att_ref, dropped_ref, mask_ref = tk.causal_softmax_ref(scores.astype(np.float64), scale, p, u)
+    att, dropped, mask = tk.causal_softmax(scores.copy(), scale, p, u)
+    T, S = shape[2:]
+    assert np.all(att[..., np.arange(S)[None, :] > np.arange(S - T, S)[:, None]] == 0)
+    for a, r in ((att, att_ref), (dropped, dropped_ref)):
+        assert a.dtype == dtype
+        close(a, r, dtype)
+    if p:
+        np.testing.assert_array_equal(mask != 0, mask_ref != 0)   # the same entries dropped
+        close(mask, mask_ref, dtype)
+    else:
+        assert mask is None and mask_ref is None and dropped is att
+    ds = tk.causal_softmax_backward(datt.copy(), att, mask, scale)
+    wide = None if mask is None else mask.astype(np.float64)
+    close(ds, tk.causal_softmax_backward_ref(datt.astype(np.float64), att.astype(np.float64), wide, scale), dtype)
+
+
+def test_causal_softmax_draws_the_masks_of_dkps_dropout(rng):
+    """The attention's uniforms, drawn from a NumPy Generator as dkp.core.layers.dropout draws its own,
+    give the same mask bit for bit."""
+    att = tk.causal_softmax_ref(rng.standard_normal((2, 2, 6, 6)).astype(np.float32), 0.5)[0]
+    _, want = dropout(att, 0.3, np.random.default_rng(5))
+    u = np.random.default_rng(5).random(att.shape, dtype=np.float32)
+    np.testing.assert_array_equal(tk.causal_softmax(att.copy(), 1.0, 0.3, u)[2], want)
+
+
+def test_transformer_kernels_take_the_reference_for_other_dtypes():
+    x = np.linspace(-3, 3, 12, dtype=np.float16).reshape(3, 4)
+    y, t = tk.gelu_forward(x)
+    assert y.dtype == np.float16
+    np.testing.assert_array_equal(y, tk.gelu_forward_ref(x)[0])
 
 
 @pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="already the no-JIT run")

@@ -16,6 +16,10 @@ During training P = 0 and the window attends to itself; in generation (k_past, v
 earlier tokens left, so a new token attends to every earlier one without recomputing them. The
 context is a constant to the backward pass: gradients reach this window's keys and values only, as
 truncated BPTT drops the gradient of an LSTM's incoming state.
+
+The products are NumPy's (BLAS); the mask, the softmax and its dropout, and their backward, run in
+`dkp.kernels.transformer` (`causal_softmax`: a row at a time, the masked keys never touched but to
+zero them), where their NumPy references sit and are tested against them.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import math
 
 import numpy as np
 
-from dkp.core.layers import dropout, dropout_backward
+from dkp.kernels.transformer import causal_softmax, causal_softmax_backward
 
 
 def causal_mask(T, S):
@@ -35,13 +39,11 @@ def attend(q, k, v, p=0.0, rng=None):
     """The attention itself: q (B, nh, T, d) over keys and values k, v (B, nh, S, d), S >= T, whose
     last T positions are the queries' own. Dropout p on the attention weights when an rng is given.
     Returns y (B, nh, T, d) and the cache of `attend_backward`."""
-    T, S, d = q.shape[2], k.shape[2], q.shape[3]
+    S, d = k.shape[2], q.shape[3]
     scale = 1.0 / math.sqrt(d)
-    scores = (q @ k.transpose(0, 1, 3, 2)) * scale           # (B, nh, T, S)
-    scores[:, :, causal_mask(T, S)] = -np.inf
-    att = np.exp(scores - scores.max(axis=-1, keepdims=True))   # key 0 is never masked: max finite
-    att /= att.sum(axis=-1, keepdims=True)
-    dropped, mask = dropout(att, p, rng)
+    # the dropout's uniforms, drawn as dkp.core.layers.dropout draws them (the same masks)
+    u = None if rng is None or p == 0.0 else rng.random(q.shape[:-1] + (S,), dtype=np.float32)
+    att, dropped, mask = causal_softmax(q @ k.transpose(0, 1, 3, 2), scale, p, u)   # (B, nh, T, S)
     return dropped @ v, (q, k, v, att, dropped, mask, scale)
 
 
@@ -50,9 +52,7 @@ def attend_backward(dy, cache):
     dscores = att * (datt - sum_j(datt * att)); masked entries have att = 0 and get no gradient."""
     q, k, v, att, dropped, mask, scale = cache
     dv = dropped.transpose(0, 1, 3, 2) @ dy                  # (B, nh, S, d)
-    datt = dropout_backward(dy @ v.transpose(0, 1, 3, 2), mask)   # (B, nh, T, S)
-    dscores = att * (datt - np.sum(datt * att, axis=-1, keepdims=True))
-    dscores *= scale
+    dscores = causal_softmax_backward(dy @ v.transpose(0, 1, 3, 2), att, mask, scale)   # (B, nh, T, S)
     return dscores @ k, dscores.transpose(0, 1, 3, 2) @ q, dv
 
 

@@ -5,15 +5,17 @@ hand-written backward over that cache: LayerNorm, GELU, inverted dropout, a gate
 Shapes: the transformer's residual stream is (T, B, H), time first as in the LSTM (dkp.core.lstm).
 Everything here acts on the last axis or row by row, so any leading axes pass through; a gate matrix
 of dkp.core.weights sees the rows flattened to (N, n), N the product of the leading axes.
+
+LayerNorm and GELU run their equations, forward and backward, in one Numba call each
+(`dkp.kernels.transformer`, where their NumPy references sit and are tested against them): in NumPy
+each term would be a pass over the whole array with a temporary.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-GELU_C = math.sqrt(2.0 / math.pi)   # python floats keep float32 arrays in float32 (NumPy 2's rules)
-GELU_A = 0.044715
+from dkp.kernels import transformer as kernels
+from dkp.kernels.transformer import GELU_A, GELU_C  # noqa: F401 - GPT-2's constants, named here too
 
 
 class LayerNorm:
@@ -33,36 +35,31 @@ class LayerNorm:
         return self
 
     def forward(self, x):
-        """x (..., H) -> y (..., H), cache (xhat, rstd)."""
-        xc = x - x.mean(axis=-1, keepdims=True)
-        rstd = 1.0 / np.sqrt(np.mean(xc * xc, axis=-1, keepdims=True) + self.eps)   # (..., 1)
-        xhat = xc * rstd                                     # (..., H) zero mean, unit variance
-        return xhat * self.g + self.b, (xhat, rstd)
+        """x (..., H) -> y (..., H), cache (xhat, rstd): xhat (..., H) zero mean, unit variance, and
+        rstd = 1 / sqrt(var + eps) (..., 1)."""
+        y, xhat, rstd = kernels.layernorm_forward(x, self.g, self.b, self.eps)
+        return y, (xhat, rstd)
 
     def backward(self, dy, cache):
         """dy (..., H) -> dx (..., H), {"g", "b"}. With dxhat = dy * g, the mean and the variance
         each take one projection out of dxhat:
             dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))."""
         xhat, rstd = cache
-        H = xhat.shape[-1]
-        grads = {"g": (dy * xhat).reshape(-1, H).sum(axis=0), "b": dy.reshape(-1, H).sum(axis=0)}
-        dxhat = dy * self.g
-        dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
-                     - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
-        return dx, grads
+        dx, dg, db = kernels.layernorm_backward(dy, xhat, rstd, self.g)
+        return dx, {"g": dg, "b": db}
 
 
 def gelu(x):
     """GELU in GPT-2's tanh approximation: 0.5 x (1 + tanh(c (x + a x^3))), c = sqrt(2 / pi),
-    a = 0.044715. Returns (y, cache)."""
-    t = np.tanh(GELU_C * (x + GELU_A * x * x * x))
-    return 0.5 * x * (1.0 + t), (x, t)
+    a = 0.044715. Returns (y, cache (x, t)), t the tanh."""
+    y, t = kernels.gelu_forward(x)
+    return y, (x, t)
 
 
 def gelu_backward(dy, cache):
     """dx = dy * d gelu / dx = dy * (0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2))."""
     x, t = cache
-    return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * x * x))
+    return kernels.gelu_backward(dy, x, t)
 
 
 def dropout(x, p, rng):
