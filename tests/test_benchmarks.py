@@ -79,3 +79,34 @@ def test_train_speed_leaves_the_arithmetic_out_for_a_compressed_model():
     record = json.loads(out.strip().splitlines()[-1])
     assert record["flops_per_word"] is None and record["matmul_gflops"] is None
     assert "MFLOP per word" not in out
+
+
+def test_transformer_speed_times_the_same_model_in_both_and_splits_dkps_step():
+    """One step of transformer-tiny each side, generation of two tokens, dkp's phases: the PyTorch
+    model (when PyTorch is installed) gives dkp's loss from dkp's parameters, and the phases (each
+    part's own time) with the rest make the whole epoch."""
+    out = subprocess.run([sys.executable, str(BENCH / "transformer_speed.py"), "--config", "transformer-tiny",
+                          "--steps", "1", "--rounds", "1", "--threads", "1", "--gen-tokens", "2", "--phases",
+                          "--record", "-"], check=True, capture_output=True, text=True).stdout
+    record = json.loads(out.strip().splitlines()[-1])
+    assert record["config"] == "transformer-tiny" and record["threads"] == 1 and record["dkp"] > 0
+    phases = record["phases"]
+    assert set(phases) >= {"attention", "LayerNorm", "GELU", "softmax", "embedding", "update", "rest"}
+    assert abs(sum(phases.values()) - 1) < 1e-9 and all(v >= 0 for v in phases.values())
+    assert record["generation_tokens"] == {"prompt": 8, "new": 2} and record["generation"]["dkp_cache"] > 0
+    from dkp.training.configs import get_config
+    c = get_config("transformer-tiny")
+    assert record["flops_per_word"] == 3 * 2 * (c.layers * (12 * c.hidden ** 2 + 2 * c.bptt * c.hidden)
+                                                + 10000 * c.hidden)
+    if record["torch"] is not None:
+        assert record["torch"] > 0 and record["generation"]["torch_full"] > 0 and "dkp / torch:" in out
+        assert abs(record["first_loss"]["dkp"] - record["first_loss"]["torch"]) < 1e-4
+
+
+def test_transformer_speed_refuses_bad_arguments():
+    run = subprocess.run([sys.executable, str(BENCH / "transformer_speed.py"), "--steps", "0"],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "--rounds, --steps and --gen-tokens must be >= 1" in run.stderr
+    run = subprocess.run([sys.executable, str(BENCH / "transformer_speed.py"), "--json", "x.json"],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "--json needs --sweep" in run.stderr
