@@ -23,12 +23,6 @@ import time
 
 from timing import alternating_medians, optional_torch, sweep_rows, timing_arguments
 
-WINDOW_PRODUCTS = 3                                          # forward, input and weight gradients
-
-
-def window_flop(T, B, H):
-    """The FLOPs of a window's three gate-matrix-sized products, the rate's numerator."""
-    return WINDOW_PRODUCTS * 2 * T * B * (4 * H) * (2 * H)
 
 
 def time_dkp(x, reps):
@@ -105,14 +99,12 @@ def sweep(args):
     """Every (config, threads) of timing.SWEEP in a child process of its own; a table, and --json."""
     options = ["--rounds", str(args.rounds), "--reps", str(args.reps)] + (["--products"] if args.products else [])
     rows = sweep_rows(__file__, options)
+    from dkp.bench import records
     print()
-    print("| config | threads | dkp ms per window | PyTorch ms per window | dkp / PyTorch (speed) | dkp GFLOP/s | PyTorch GFLOP/s |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        flop, t = window_flop(*r["shape"]), r["torch"]
-        torch_cols = [f"{t * 1e3:.1f}", f"{t / r['dkp']:.2f}x", f"{flop / t / 1e9:.1f}"] if t else ["-"] * 3
-        print(f"| {r['config']} | {r['threads']} | {r['dkp'] * 1e3:.1f} | {torch_cols[0]} | {torch_cols[1]} | "
-              f"{flop / r['dkp'] / 1e9:.1f} | {torch_cols[2]} |")
+    print(records.lstm_speed_markdown({"rows": rows}))
+    if args.products:
+        print()
+        print(records.lstm_products_markdown({"rows": rows}))
     if args.json:
         from dkp.bench.matrices import machine
         from dkp.core import io
@@ -148,7 +140,8 @@ def main():
     if torch is not None:
         timers["torch"] = lambda: time_torch(x, args.reps)
     med = alternating_medians(args.rounds, timers)
-    flop = window_flop(T, B, H)
+    from dkp.bench.records import lstm_window_flop
+    flop = lstm_window_flop(T, B, H)
     print(f"config {args.config}: one layer, (T, B, H) = ({T}, {B}, {H}), threads {args.threads or 'default'}, "
           f"medians of {args.rounds} rounds x {args.reps} windows")
     print(f"dkp:   {med['dkp'] * 1e3:7.2f} ms per window ({flop / med['dkp'] / 1e9:.1f} GFLOP/s of its products)")

@@ -77,13 +77,9 @@ def time_torch(h, y, V, reps):
 def sweep(args):
     """Every (config, threads) of timing.SWEEP in a child process of its own; a table, and --json."""
     rows = sweep_rows(__file__, ["--rounds", str(args.rounds), "--reps", str(args.reps)])
+    from dkp.bench import records
     print()
-    print("| config | threads | dkp ms per step | of which softmax | PyTorch ms per step | dkp / PyTorch (speed) |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        torch_ms = f"{r['torch'] * 1e3:.1f}" if r["torch"] else "-"
-        ratio = f"{r['torch'] / r['dkp']:.2f}x" if r["torch"] else "-"
-        print(f"| {r['config']} | {r['threads']} | {r['dkp'] * 1e3:.1f} | {r['softmax'] * 1e3:.1f} | {torch_ms} | {ratio} |")
+    print(records.softmax_speed_markdown({"rows": rows}))
     if args.json:
         from dkp.core import io
         from dkp.bench.matrices import machine

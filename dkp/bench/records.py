@@ -217,3 +217,57 @@ def train_speed_table(record):
 # the phases benchmarks/train_speed.py --phases times, in its keys, and their short labels
 PHASES = ("lstm", "decoder", "update", "rest (softmax, embedding, dropout, clip)")
 PHASE_LABELS = ("LSTM", "decoder products", "update", "rest")
+
+
+# --- the layers alone (benchmarks/softmax_speed.py, benchmarks/lstm_speed.py --sweep --json) -------------
+def load_softmax_speed(path):
+    """The record `benchmarks/softmax_speed.py --sweep --json PATH` wrote (checked for its main fields)."""
+    return _load_record(path, "a softmax-speed", ("config", "threads", "dkp", "softmax", "torch"))
+
+
+def load_lstm_speed(path):
+    """The record `benchmarks/lstm_speed.py --sweep --json PATH` wrote (checked for its main fields)."""
+    return _load_record(path, "an LSTM-layer speed", ("config", "threads", "shape", "dkp", "torch"))
+
+
+def softmax_speed_markdown(record):
+    """The softmax layer's record as the Markdown table the README quotes: per config and threads,
+    dkp's time per step and its softmax passes' share of it, PyTorch's time, and the speed ratio."""
+    lines = ["| config | threads | dkp ms per step | of which softmax | PyTorch ms per step | dkp / PyTorch (speed) |",
+             "|---|---|---|---|---|---|"]
+    for r in record["rows"]:
+        torch = [f"{r['torch'] * 1e3:.1f}", f"{r['torch'] / r['dkp']:.2f}x"] if r["torch"] else ["-", "-"]
+        lines.append(f"| {r['config']} | {r['threads']} | {r['dkp'] * 1e3:.1f} | {r['softmax'] * 1e3:.1f} | "
+                     f"{torch[0]} | {torch[1]} |")
+    return "\n".join(lines)
+
+
+def lstm_window_flop(T, B, H):
+    """The FLOPs of the three gate-matrix-sized products of one LSTM layer's window (forward, input
+    and weight gradients): the numerator of `benchmarks/lstm_speed.py`'s rates."""
+    return 3 * 2 * T * B * (4 * H) * (2 * H)
+
+
+def lstm_speed_markdown(record):
+    """One LSTM layer's record as the Markdown table the README quotes: per config and threads, the
+    time of a window forward and back, dkp's and PyTorch's, their speed ratio and the rate of the
+    window's three gate-matrix-sized products."""
+    lines = ["| config | threads | dkp ms per window | PyTorch ms per window | dkp / PyTorch (speed) "
+             "| dkp GFLOP/s | PyTorch GFLOP/s |", "|---|---|---|---|---|---|---|"]
+    for r in record["rows"]:
+        flop, t = lstm_window_flop(*r["shape"]), r["torch"]
+        torch = [f"{t * 1e3:.1f}", f"{t / r['dkp']:.2f}x", f"{flop / t / 1e9:.1f}"] if t else ["-"] * 3
+        lines.append(f"| {r['config']} | {r['threads']} | {r['dkp'] * 1e3:.1f} | {torch[0]} | {torch[1]} | "
+                     f"{flop / r['dkp'] / 1e9:.1f} | {torch[2]} |")
+    return "\n".join(lines)
+
+
+def lstm_products_markdown(record):
+    """The layer's products alone (`--products`), GFLOP/s in NumPy's BLAS and in PyTorch, one row per
+    config, threads and product."""
+    lines = ["| config | threads | product | NumPy GFLOP/s | PyTorch GFLOP/s |", "|---|---|---|---|---|"]
+    for r in record["rows"]:
+        for name, rate in r.get("products_gflops", {}).items():
+            torch = f"{rate['torch']:.1f}" if rate["torch"] else "-"
+            lines.append(f"| {r['config']} | {r['threads']} | {' '.join(name.split())} | {rate['numpy']:.1f} | {torch} |")
+    return "\n".join(lines)
