@@ -33,7 +33,7 @@ def _annotate(ax, points, size=7):
 
 
 def plot_speedup_vs_bound(rows, caches=CACHES, targets=(6.0, 10.0), title=None):
-    """Speed-up over the dense layer against the FLOP bound, batch 1, one panel per cache mode; the
+    """Speed-up over dense's fastest path against the FLOP bound, batch 1, one panel per cache mode; the
     y = x line is where a method runs exactly as much faster as it has fewer multiply-adds."""
     import matplotlib.pyplot as plt
 
@@ -49,7 +49,7 @@ def plot_speedup_vs_bound(rows, caches=CACHES, targets=(6.0, 10.0), title=None):
                                ("fused", dict(marker="o", color="tab:blue"))):
             pts = [r for r in select(rows, cache=cache, variant=variant) if r["method"] != "dense"]
             label = ("fused step (dkp.core.inference.LSTMStep)" if variant == "fused"
-                     else "layer step (LSTMLayer.forward)")
+                     else "layer step (FastLSTMLayer.forward)")
             ax.scatter([r["flop_bound"] for r in pts], [r["speedup"] for r in pts], s=36, label=label,
                        zorder=3, **style)
             if variant == "fused":
@@ -64,7 +64,7 @@ def plot_speedup_vs_bound(rows, caches=CACHES, targets=(6.0, 10.0), title=None):
         ax.set_title(f"{cache} cache" + (" (weights evicted before every call)" if cache == "cold"
                                          else " (hot loop, weights stay cached)"), fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("speed-up over the dense layer step (x, log scale)")
+    axes[0].set_ylabel("speed-up over dense's fastest path (x, log scale)")
     axes[-1].legend(fontsize=8, loc="lower right")
     fig.suptitle(title or "One LSTM step (H = 650, batch 1, float32): measured speed-up against the FLOP bound")
     return fig
