@@ -186,8 +186,7 @@ def first_losses(torch, config, corpus, model, attention):
 
 
 # --- where dkp's step spends its time ------------------------------------------------------------
-PHASES = ("attention products", "attention", "attention heads", "LayerNorm", "MLP products", "GELU", "dropout",
-          "residuals", "decoder products", "softmax", "embedding", "clip", "update", "rest")
+from dkp.bench.records import TRANSFORMER_PHASES as PHASES  # noqa: E402
 
 
 class PhaseTimer:
@@ -372,26 +371,6 @@ def report(config_name, config, m):
         print(f"dkp / torch: {fmt_ratio(paired_ratio(m))}  (median and range of the rounds' ratios)")
 
 
-def markdown(record):
-    """The sweep's tables: training (words/s, the paired ratio, generation) and dkp's phase shares."""
-    from dkp.bench.records import fmt_ratio, paired_ratio
-    lines = ["| config | threads | dkp words/s | PyTorch words/s | dkp / PyTorch: median (range) of the rounds "
-             "| generation tokens/s: dkp cache | dkp re-run | PyTorch re-run |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in record["rows"]:
-        g = r["generation"]
-        lines.append(f"| {r['config']} | {r['threads']} | {fmt_rate(r['dkp'])} | {fmt_rate(r['torch'])} | "
-                     f"{fmt_ratio(paired_ratio(r))} | {fmt_rate(g['dkp_cache'])} | {fmt_rate(g['dkp_full'])} | "
-                     f"{fmt_rate(g['torch_full'])} |")
-    rows = [r for r in record["rows"] if r["phases"]]
-    if rows:
-        lines += ["", "| config | threads | " + " | ".join(PHASES) + " |", "|---|---|" + "---|" * len(PHASES)]
-        for r in rows:
-            lines.append(f"| {r['config']} | {r['threads']} | "
-                         + " | ".join(f"{r['phases'].get(k, 0.0):.0%}" for k in PHASES) + " |")
-    return "\n".join(lines)
-
-
 def sweep(args):
     """(config, 1 thread) and (config, 2 threads), each in a child process of its own; a table, and --json."""
     options = ["--steps", str(args.steps), "--rounds", str(args.rounds), "--gen-tokens", str(args.gen_tokens),
@@ -401,8 +380,9 @@ def sweep(args):
     from dkp.core import io
     record = {"benchmark": "transformer_speed", "steps": args.steps, "rounds": args.rounds, "machine": machine(),
               "rows": rows, **io.provenance()}
+    from dkp.bench.records import transformer_speed_markdown
     print()
-    print(markdown(record))
+    print(transformer_speed_markdown(record))
     if args.json:
         io.save_json(args.json, record)
         print(f"wrote {args.json}")

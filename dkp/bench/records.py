@@ -272,3 +272,54 @@ def lstm_products_markdown(record):
             torch = f"{rate['torch']:.1f}" if rate["torch"] else "-"
             lines.append(f"| {r['config']} | {r['threads']} | {' '.join(name.split())} | {rate['numpy']:.1f} | {torch} |")
     return "\n".join(lines)
+
+
+# --- the transformer (benchmarks/transformer_speed.py --sweep --json) ---------------------------------
+# the parts of dkp's transformer step that `--phases` times, each part's own time
+TRANSFORMER_PHASES = ("attention products", "attention", "attention heads", "LayerNorm", "MLP products", "GELU",
+                      "dropout", "residuals", "decoder products", "softmax", "embedding", "clip", "update", "rest")
+
+
+def load_transformer_speed(path):
+    """The record `benchmarks/transformer_speed.py --sweep --json PATH` wrote (checked for its main fields)."""
+    return _load_record(path, "a transformer-speed", ("config", "threads", "dkp", "torch", "generation", "rounds"))
+
+
+def _rate(v):
+    return "-" if v is None else f"{v:,.0f}"
+
+
+def transformer_speed_markdown(record):
+    """The transformer's record as the Markdown tables the README quotes: a training step's words/s,
+    dkp's and PyTorch's, their paired ratio (median and range of the rounds), generation at batch 1
+    in tokens/s (dkp with its key/value cache, dkp and PyTorch re-running the whole sequence), and
+    dkp's step part by part."""
+    lines = ["| config | threads | dkp words/s | PyTorch words/s | dkp / PyTorch: median (range) of the rounds "
+             "| generation tokens/s: dkp cache | dkp re-run | PyTorch re-run |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in record["rows"]:
+        g = r["generation"]
+        lines.append(f"| {r['config']} | {r['threads']} | {_rate(r['dkp'])} | {_rate(r['torch'])} | "
+                     f"{fmt_ratio(paired_ratio(r))} | {_rate(g['dkp_cache'])} | {_rate(g['dkp_full'])} | "
+                     f"{_rate(g['torch_full'])} |")
+    rows = [r for r in record["rows"] if r.get("phases")]
+    if rows:
+        lines += ["", "| config | threads | " + " | ".join(TRANSFORMER_PHASES) + " |",
+                  "|---|---|" + "---|" * len(TRANSFORMER_PHASES)]
+        for r in rows:
+            lines.append(f"| {r['config']} | {r['threads']} | "
+                         + " | ".join(f"{r['phases'].get(k, 0.0):.0%}" for k in TRANSFORMER_PHASES) + " |")
+    return "\n".join(lines)
+
+
+def sweeps_markdown(records, names):
+    """dkp / PyTorch in several sweeps of one benchmark (training-speed or transformer records): one
+    row per config and thread count, the median ratio of each sweep's rounds with their range, in the
+    order of `records`, headed by `names`."""
+    keys = list(dict.fromkeys((r["config"], r["threads"]) for rec in records for r in rec["rows"]))
+    lines = ["| config | threads | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for config, threads in keys:
+        cells = [fmt_ratio(paired_ratio(next(r for r in rec["rows"] if (r["config"], r["threads"]) == (config, threads))))
+                 for rec in records]
+        lines.append(f"| {config} | {threads} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
