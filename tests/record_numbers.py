@@ -9,10 +9,18 @@ a record prints word for word are tied by equality instead: the tables and verdi
 `python -m dkp report` and the speed tables of `dkp.bench.records` (PRINTED).
 
 The sources (`sources()`) are the numbers the records give: each arm's mean, sd and per-seed value
-of every metric its study reads; the difference and relative difference of two arms' means in one
-family; every number a verdict prints; the scalar fields of the JSON records under data/results
-(traces and bookkeeping left out); the speed records' paired ratios and matmul-limit shares; the
-configs; and the published numbers the course quotes beside its own (PUBLISHED).
+of every metric its study reads, its runs' traced training loss (nats, by step) and S's share of the
+energy per layer at the end; the difference, relative difference and the rule's threshold
+(2 sqrt(sd_a^2 + sd_b^2)) of two arms' means in one family, and the relative difference of two
+arms' final perplexities in different families of one study; the largest and smallest value of a
+metric over a family's trained runs; every number a verdict prints, with the bound its check
+declares; the scalar fields of the JSON records under data/results (traces and bookkeeping left
+out); what a family's runs took (minutes of training, their sum and mean, and of wall time); the
+speed records' paired ratios and matmul-limit shares; the configs, with each config's dense model's
+parameters (in millions, and the embedding and softmax's share); PTB's vocabulary; the published
+numbers the course quotes beside its own (PUBLISHED); and the numbers the course's code sets (the
+notebooks' code cells and the package's modules, by file and line), for a sentence that says what
+the code beside it does, pinned by hand only.
 
 The ledger, tests/stated_numbers.json, pins each stated number (document, number, sentence) to one
 source; the test fails on a stated number with no pin, and on a pin whose source no longer shows the
@@ -184,6 +192,38 @@ def _json_scalars(obj, path, out, anchors):
         _put(out, path, obj, *anchors)
 
 
+def _checks(*checks):
+    """Every check of a hypothesis' test tree (and of the checks reported beside it)."""
+    for check in checks:
+        yield check
+        yield from _checks(*getattr(check, "children", ()))
+
+
+def _code_settings(out):
+    """The numbers the course's code sets (notebooks' code cells, the package's modules): a
+    sentence that says what the code next to it does (the tokens an exercise reads, the factor a
+    check spoils a gradient by, a function's default) is pinned to the line that sets it. Named by
+    file and line, so a changed line shows; pinned by hand only (no sentence names their anchor)."""
+    import ast
+    files = [(f"notebooks/{p.name}", "\n".join(
+                 "".join(c["source"]) for c in json.loads(p.read_text())["cells"] if c["cell_type"] == "code"))
+             for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
+    files += [(str(p.relative_to(ROOT)), p.read_text()) for p in sorted((ROOT / "dkp").rglob("*.py"))]
+    for name, text in files:
+        text = "\n".join("" if l.lstrip().startswith(("%", "!")) else l for l in text.splitlines())
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        lines = text.splitlines()
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and type(node.value) in (int, float)
+                    and node.lineno == node.end_lineno):
+                literal = lines[node.lineno - 1][node.col_offset:node.end_col_offset]
+                _put(out, f"code/{name}: {lines[node.lineno - 1].strip()} [{literal}]", node.value,
+                     {f"code of {name}"})
+
+
 @lru_cache(maxsize=1)
 def sources():
     """{source name: (value, anchors)} of every number the records give (see the module's docstring);
@@ -200,7 +240,7 @@ def sources():
     for study in STUDIES:
         rec = report.records(study, folders[study.name])
         for family, result in rec.results.items():
-            means = {}
+            means, every_run = {}, {}
             for arm in result["arms"]:
                 anchors = _arm_anchors(arm)
                 for metric, vals in rec.arm_values(family, arm).items():
@@ -209,21 +249,53 @@ def sources():
                         continue
                     _put(out, f"{family}/{arm}/{metric}/mean", s[0], anchors)
                     _put(out, f"{family}/{arm}/{metric}/sd", s[1], anchors)
-                    means.setdefault(metric, {})[arm] = s[0]
+                    means.setdefault(metric, {})[arm] = s
+                    every_run.setdefault(metric, []).extend(vals)
+                trained = {r["seed"] for r in rec.runs(family, arm) or []} - {s for s, _ in rec.failed(family, arm)}
                 for r in rec.runs(family, arm) or []:
                     for metric, v in run_values(r, result["arms"][arm].get("config", {})).items():
                         _put(out, f"{family}/{arm}/seed {r['seed']}/{metric}", v, anchors)
+                    for step, loss in r.get("loss_trace") or []:     # the traced training loss, in nats
+                        _put(out, f"{family}/{arm}/seed {r['seed']}/training loss at step {step}", loss,
+                             anchors, {"training loss", "nats"})
+                shares = {}                        # S's share of the energy of the gate pre-activations, at the end
+                for r in rec.runs(family, arm) or []:
+                    if r["seed"] in trained and r.get("cma") and r["cma"][-1].get("final"):
+                        for layer in r["cma"][-1].get("layers", []):
+                            if "sparse_share" in layer:
+                                shares.setdefault(layer["layer"], []).append(layer["sparse_share"])
+                for layer, vals in shares.items():
+                    _put(out, f"{family}/{arm}/S's share of the energy in layer {layer} at the end/mean",
+                         stats(vals)[0], anchors, {"energy"})
+            extreme = {"largest", "smallest", "at most", "at least", "every run", "within"}
+            for metric, vals in every_run.items():       # the extremes over every trained run of the family
+                _put(out, f"{family}/{metric}/largest of every run", max(vals), {family}, extreme)
+                _put(out, f"{family}/{metric}/smallest of every run", min(vals), {family}, extreme)
             for metric, by_arm in means.items():
-                for (a, ma), (b, mb) in itertools.permutations(by_arm.items(), 2):
+                for (a, (ma, sa, _)), (b, (mb, sb, _)) in itertools.permutations(by_arm.items(), 2):
                     anchors = (_arm_anchors(a), _arm_anchors(b))     # a comparison names both arms
                     _put(out, f"{family}/{b} vs {a}/{metric}/difference", mb - ma, *anchors)
                     if ma:
                         _put(out, f"{family}/{b} vs {a}/{metric}/relative", mb / ma - 1, *anchors)
+                    _put(out, f"{family}/{b} vs {a}/{metric}/threshold", 2 * math.sqrt(sa ** 2 + sb ** 2), *anchors)
+        finals = {(f, arm): s[0] for f in rec.results for arm in rec.results[f]["arms"]
+                  for s in [stats(rec.values(f, arm, "M3"))] if s}
+        for ((fa, a), ma), ((fb, b), mb) in itertools.permutations(finals.items(), 2):
+            if fa != fb and ma:                  # two arms of different families of one study: final perplexity
+                _put(out, f"{fb}/{b} vs {fa}/{a}/M3/relative", mb / ma - 1, _arm_anchors(a), _arm_anchors(b))
         for v in report.verdicts(study, rec=rec):
+            ids = {v.id, v.id.split(":")[0]}
             for o in leaves(v.outcome) + [x for r in v.reported for x in leaves(r)]:
                 for k in ("difference", "threshold", "relative", "worst"):
                     if k in o.numbers:
-                        _put(out, f"verdict {v.id}/{o.label}/{k}", o.numbers[k], {v.id, v.id.split(":")[0]})
+                        _put(out, f"verdict {v.id}/{o.label}/{k}", o.numbers[k], ids)
+                for i, jump in enumerate(o.numbers.get("jumps") or []):
+                    for k in ("step", "epoch", "rise"):
+                        if jump and jump.get(k) is not None:
+                            _put(out, f"verdict {v.id}/{o.label}/jump {i}/{k}", jump[k], ids)
+            for check in _checks(v.hypothesis.test, *v.hypothesis.reported):
+                if getattr(check, "bound", None) is not None:
+                    _put(out, f"verdict {v.id}/{check.label}/bound", check.bound, ids)
     for path in sorted(RESULTS.rglob("*.json")):
         rel = str(path.relative_to(RESULTS))
         anchors = {path.stem, path.stem.replace("-", " "), path.parent.name, *RECORD_ANCHORS.get(path.stem, ())}
@@ -231,6 +303,21 @@ def sources():
             _json_scalars(json.loads(path.read_text()), rel, out, (anchors - {"results"},))
         except ValueError:
             continue
+    for path in sorted(RESULTS.rglob("*.json")):         # what a family's runs took, in minutes
+        try:
+            record = json.loads(path.read_text())
+        except ValueError:
+            continue
+        runs = [r for e in record.get("arms", {}).values() if isinstance(e, dict) for r in e.get("runs", [])
+                if "seconds" in r] if isinstance(record, dict) else []
+        if runs:
+            rel = str(path.relative_to(RESULTS))
+            anchors = ({path.stem, path.stem.replace("-", " ")}, {"minute", "hour", "wall", "took"})
+            _put(out, f"{rel}/minutes of training, the runs' sum", sum(r["seconds"] for r in runs) / 60, *anchors)
+            _put(out, f"{rel}/minutes of training a run, mean", sum(r["seconds"] for r in runs) / 60 / len(runs),
+                 *anchors)
+            if "wall_seconds" in record:
+                _put(out, f"{rel}/minutes of wall time", record["wall_seconds"] / 60, *anchors)
     for path in [RESULTS / "train_speed.json", *sorted((RESULTS / "train_speed_earlier").rglob("*.json"))]:
         record = sp.load_train_speed(path)
         for row in record["rows"]:
@@ -255,6 +342,7 @@ def sources():
     corpus = load_corpus("ptb")
     for split in ("train", "valid", "test"):
         _put(out, f"data/PTB {split} tokens", len(getattr(corpus, split)), {"ptb", "penn treebank", "tokens", "words"})
+    _put(out, "data/PTB vocabulary words", len(corpus.vocab), {"ptb", "penn treebank", "vocabulary", "word"})
     for name, probes in (("course probes", runner.COURSE_PROBES), ("search probes", runner.SEARCH_PROBES),
                          ("quick course probes", runner.QUICK_COURSE_PROBES), ("quick", catalog.QUICK),
                          *((f"window {w}", dict(zip(("anneal_start", "anneal_end"), se))) for w, se in catalog.WINDOWS.items())):
@@ -263,6 +351,16 @@ def sources():
     for name, config in [*CONFIGS.items(), *((f"{s} scale", c["base"]) for s, c in catalog.SCALES.items())]:
         for k, v in config.to_dict().items():
             _put(out, f"config/{name}/{k}", v, {k, k.replace("_", " "), *SETTING_WORDS.get(k, ())})
+    from dkp.training.evaluate import model_report
+    from dkp.training.loop import build_model
+    for name, config in CONFIGS.items():               # a config's dense model: its parameters, in millions
+        model = build_model(config, len(corpus.vocab), seed=0)
+        parts = {p["part"]: p["n_params"] for p in model_report(model)["parts"]}
+        total, vocab = sum(parts.values()), parts["embed"] + parts.get("dec", 0)
+        anchors = ({name}, {"parameter", " m "})
+        _put(out, f"config/{name}/parameters in M", total * 1e-6, *anchors)
+        _put(out, f"config/{name}/embedding and softmax parameters in M", vocab * 1e-6, *anchors)
+        _put(out, f"config/{name}/embedding and softmax share of the parameters", vocab / total, *anchors)
     for family in catalog.ALL:
         for arm, config in catalog.experiment_arms(family).items():
             for k, v in config.to_dict().items():
@@ -270,6 +368,7 @@ def sources():
     for (author, year), numbers in PUBLISHED.items():
         for what, v in numbers.items():
             _put(out, f"published/{author} {year}/{what}", v, {author})
+    _code_settings(out)
     return out
 
 
