@@ -64,6 +64,41 @@ def test_a_student_with_a_teacher_trains_and_resumes_exactly(ptb, tmp_path):
         load_checkpoint(Trainer(config, seed=1, corpus=ptb, progress=False), tmp_path / "d.npz")
 
 
+@pytest.mark.parametrize("family", ["lstm", "transformer"])
+def test_a_student_starts_from_its_teachers_checkpoint(ptb, tmp_path, family):
+    """--teacher PATH: the dense model of a finished run, loaded before the first step, is what the
+    switch compresses at step 0; a doped student with S = the residual computes exactly the
+    teacher's function there, and distillation freezes the teacher as loaded. A checkpoint of another
+    architecture, or of a compressed model, is refused with what differs."""
+    base = (get_config("transformer-tiny").with_(train_tokens=6_000, eval_tokens=1_000, epochs=1) if family == "transformer"
+            else get_config("tiny").with_(hidden=16, train_tokens=6_000, eval_tokens=1_000, epochs=1))
+    train(base, seed=3, out=tmp_path / "teacher", corpus=ptb, progress=False)
+    path = str(tmp_path / "teacher" / CHECKPOINT)
+    teacher = Trainer(base, seed=3, corpus=ptb, progress=False)
+    load_checkpoint(teacher, path)
+    student = base.with_(structure="kp", compression=4, doping=0.05, anneal_start=0.2, anneal_end=0.9, teacher=path,
+                         distill_kl=1.0)
+    trainer = Trainer(student, seed=7, corpus=ptb, progress=False)
+    for name, M in trainer.model.matrices.items():                 # before the switch: the teacher itself
+        np.testing.assert_array_equal(M.to_dense(), teacher.model.matrices[name].to_dense(), err_msg=name)
+    assert trainer.warmup.step == 0 and f"the teacher {path}" in trainer.warmup.describe()
+    trainer.scheduled_changes(0)
+    x = np.asarray(ptb.valid[:2 * 16], dtype=np.int64).reshape(16, 2)
+    for model in (trainer.model, teacher.model, trainer.teacher.model):
+        model.set_training(False)
+    logits = [m.forward(x, m.zero_state(2)).logits for m in (trainer.model, teacher.model, trainer.teacher.model)]
+    np.testing.assert_allclose(logits[0], logits[1], rtol=0, atol=2e-5)   # S = W - A kron B: the same function
+    np.testing.assert_array_equal(logits[2], logits[1])
+    assert any(type(M).__name__ == "Doped" for M in trainer.model.matrices.values())
+    bigger = base.with_(hidden=2 * base.hidden, structure="kp", compression=4, teacher=path)
+    with pytest.raises(io.CheckpointError, match=r"another architecture than the student .*'hidden'"):
+        Trainer(bigger, seed=0, corpus=ptb, progress=False)
+    train(student, seed=0, out=tmp_path / "student", corpus=ptb, progress=False)
+    again = student.with_(teacher=str(tmp_path / "student" / CHECKPOINT))
+    with pytest.raises(io.CheckpointError, match="is not a dense model"):
+        Trainer(again, seed=0, corpus=ptb, progress=False)
+
+
 def test_the_whole_model_report_counts_every_part(ptb):
     trainer = Trainer(CONFIG.with_(distill_kl=0.0), seed=0, corpus=ptb, progress=False)
     V, H = len(ptb.vocab), CONFIG.hidden
@@ -78,7 +113,11 @@ def test_the_whole_model_report_counts_every_part(ptb):
 
 
 @pytest.mark.parametrize("changes, message", [
-    (dict(dense_warmup=0.0), "vocab_structure 'groupreduce' compresses trained matrices: it needs dense_warmup"),
+    (dict(dense_warmup=0.0), "vocab_structure 'groupreduce' compresses trained matrices: it needs a teacher or "
+                             "dense_warmup"),
+    (dict(teacher="t.npz"), "two starts from a dense model: give one"),
+    (dict(dense_warmup=0.0, teacher="t.npz", structure="prune", vocab_structure="dense"), "does not apply to structure 'prune'"),
+    (dict(dense_warmup=0.0, teacher="t.npz", structure="dense", vocab_structure="dense"), "teacher needs something to compress"),
     (dict(vocab_structure="hashing"), "vocab_structure must be one of"),
     (dict(vocab_compression=1.0), "vocab_compression must be > 1"),
     (dict(vocab_structure="dense", dense_warmup=0.0, distill_kl=1.0), "distillation needs a teacher"),

@@ -68,23 +68,31 @@ def check_structure(config):
                          f"epochs of dense_warmup (> 0), got dense_warmup={config.dense_warmup}")
     if config.dense_warmup and config.structure == "prune":
         raise ValueError("dense_warmup does not apply to structure 'prune' (pruning starts dense anyway)")
+    if config.teacher and config.dense_warmup:
+        raise ValueError(f"teacher {config.teacher!r} and dense_warmup {config.dense_warmup:g} are two starts from a "
+                         f"dense model: give one")
+    if config.teacher and config.structure == "prune":
+        raise ValueError("teacher does not apply to structure 'prune' (magnitude pruning of a trained model is not "
+                         "what the prune structure does)")
+    from_dense = config.dense_warmup or config.teacher
     if config.vocab_structure not in VOCAB_STRUCTURES:
         raise ValueError(f"vocab_structure must be one of {list(VOCAB_STRUCTURES)}, got {config.vocab_structure!r}")
     if config.vocab_structure != "dense":
         if not config.vocab_compression > 1:
             raise ValueError(f"vocab_compression must be > 1 for vocab_structure {config.vocab_structure!r}, "
                              f"got {config.vocab_compression}")
-        if not config.dense_warmup:
+        if not from_dense:
             raise ValueError(f"vocab_structure {config.vocab_structure!r} compresses trained matrices: it needs "
-                             f"dense_warmup > 0")
+                             f"a teacher or dense_warmup > 0")
     if config.distill_kl < 0 or config.distill_hidden < 0:
         raise ValueError(f"distill_kl and distill_hidden must be >= 0, got {config.distill_kl} and "
                          f"{config.distill_hidden}")
-    if (config.distill_kl or config.distill_hidden) and not config.dense_warmup:
-        raise ValueError("distillation needs a teacher: set dense_warmup > 0 (the dense model it trains "
-                         "becomes the teacher)")
-    if config.dense_warmup and config.structure == "dense" and config.vocab_structure == "dense":
-        raise ValueError("dense_warmup needs something to compress: a structure or a vocab_structure")
+    if (config.distill_kl or config.distill_hidden) and not from_dense:
+        raise ValueError("distillation needs a teacher: give a teacher checkpoint or set dense_warmup > 0 (the dense "
+                         "model it trains becomes the teacher)")
+    if from_dense and config.structure == "dense" and config.vocab_structure == "dense":
+        raise ValueError(f"{'teacher' if config.teacher else 'dense_warmup'} needs something to compress: a structure "
+                         f"or a vocab_structure")
 
 
 def _doped(config, structured, S):
@@ -94,9 +102,10 @@ def _doped(config, structured, S):
 
 def gate_factory(config):
     """A callable (layer, shape, rng, init_scale, dtype) -> GateMatrix for `config`. With
-    `dense_warmup` the model starts dense; `structured_from_dense` makes its matrices later."""
+    `dense_warmup` or a `teacher` the model starts dense; `structured_from_dense` makes its matrices
+    later."""
     check_structure(config)
-    if config.structure == "dense" or config.dense_warmup:
+    if config.structure == "dense" or config.dense_warmup or config.teacher:
         return dense_gates
 
     def make(layer, shape, rng, init_scale, dtype):

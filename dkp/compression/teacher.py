@@ -6,9 +6,10 @@ start from a *trained* dense model: each matrix is replaced by its nearest compr
 the embedding and softmax), and the compressed model is trained on, the Kronecker papers with
 intermediate-layer knowledge distillation from the dense model (the teacher).
 
-dkp trains the teacher in the same run. `DenseWarmup` is the switch, a scheduled change of the
-training loop: at the first step of epoch `config.dense_warmup`, `convert` compresses the dense
-model trained so far (`structured_from_dense` for the gate matrices, `vocab_from_dense` for the
+dkp takes the teacher from a checkpoint (`config.teacher`: a dense model trained by its config's full
+recipe, loaded before the first step) or trains it in the same run (`config.dense_warmup` epochs).
+`DenseWarmup` is the switch, a scheduled change of the training loop: at the first step of epoch
+`config.dense_warmup` (step 0 with a teacher checkpoint), `convert` compresses the dense model (`structured_from_dense` for the gate matrices, `vocab_from_dense` for the
 embedding and the softmax) and, when the config asks for distillation, freezes a copy of the dense
 model as the `Teacher`. It changes nothing itself: it returns a `Switch` (the new matrices by name,
 the teacher), and the training loop applies it in one place (`Trainer.switch`: the model's
@@ -59,7 +60,7 @@ class DenseWarmup:
 
     def __init__(self, config, steps_per_epoch):
         self.config = config
-        self.step = int(round(config.dense_warmup * steps_per_epoch))
+        self.step = int(round(config.dense_warmup * steps_per_epoch))    # 0 with a teacher checkpoint
 
     def describe(self):
         c = self.config
@@ -68,7 +69,8 @@ class DenseWarmup:
             parts.append(f"embedding and softmax {c.vocab_structure} {c.vocab_compression:g}x")
         teach = (f"; then distilled from the dense model (KL weight {c.distill_kl:g}, hidden-state weight "
                  f"{c.distill_hidden:g})" if distills(c) else "")
-        return f"dense for {c.dense_warmup:g} epoch(s), then compressed ({', '.join(parts)}){teach}"
+        start = f"the teacher {c.teacher}" if c.teacher else f"dense for {c.dense_warmup:g} epoch(s)"
+        return f"{start}, then compressed ({', '.join(parts)}){teach}"
 
     def due(self, step):
         return step == self.step

@@ -87,3 +87,29 @@ def load_model_arrays(model, arrays, path="checkpoint"):
             raise io.CheckpointError(f"checkpoint {path!r}: parameter {name!r} has shape {a.shape}, "
                                      f"but the model expects {p.shape}")
         p[...] = a
+
+
+# What a student and its teacher checkpoint must share: the dense model's architecture and data.
+ARCHITECTURE = ("model", "layers", "hidden", "heads", "block_size", "tie", "level")
+
+
+def load_teacher_checkpoint(model, config, path, vocab_size):
+    """Put the trained dense model of the checkpoint at `path` (a run of its config's full recipe)
+    into `model`, the dense model a student of `config` starts from before the switch compresses it.
+    The checkpoint must hold a dense model of the student's architecture and vocabulary; the error
+    names what differs."""
+    arrays, meta = io.load_npz(path)
+    theirs = normalized(meta.get("config", {}))
+    compressed = {k: theirs.get(k) for k in ("structure", "vocab_structure") if theirs.get(k, "dense") != "dense"}
+    compressed.update({k: theirs[k] for k in ("dense_warmup", "teacher") if theirs.get(k)})
+    if compressed:
+        raise io.CheckpointError(f"teacher {path!r} is not a dense model (its config: {compressed}); a teacher is "
+                                 f"a dense model trained by its config's full recipe")
+    mine = config.to_dict()
+    diff = {k: (theirs.get(k), mine[k]) for k in ARCHITECTURE if theirs.get(k) != mine[k]}
+    if meta.get("vocab_size") != vocab_size:
+        diff["vocab_size"] = (meta.get("vocab_size"), vocab_size)
+    if diff:
+        raise io.CheckpointError(f"teacher {path!r} has another architecture than the student "
+                                 f"(field: (teacher, student)): {diff}")
+    load_model_arrays(model, {k: v for k, v in arrays.items() if k.startswith("param.")}, path)

@@ -49,6 +49,8 @@ ANNEALED = (lambda c: c.doping > 0 or c.structure == "prune",
             "only S (--doping) or pruning (--structure prune) is annealed")
 DROPPING = (lambda c: c.cmr_p > 0, "co-matrix dropout is off (--cmr-p is 0)")
 WARMED = (lambda c: c.dense_warmup > 0, "it acts at the switch from the dense warm-up, and --dense-warmup is 0")
+FROM_DENSE = (lambda c: c.dense_warmup > 0 or bool(c.teacher),
+              "it acts at the switch from a dense model: give --teacher or --dense-warmup")
 VOCAB = (lambda c: c.vocab_structure != "dense", "the embedding and softmax stay dense (--vocab-structure dense)")
 TRANSFORMER = (lambda c: c.model == "transformer", "only --model transformer has it")
 ZAREMBA = (lambda c: c.lr_schedule == "zaremba", "--lr-schedule cosine sets every step's learning rate itself")
@@ -127,11 +129,15 @@ class Config:
     dense_warmup: float = option(0.0, "train dense this long (the teacher), then compress every matrix from it; doped: "
                                       "S starts as the residual W - nearest structured matrix", check=NON_NEGATIVE,
                                  metavar="EPOCHS", group="compression of the LSTM gate matrices")
+    teacher: str = option("", "a trained dense model's checkpoint (its config's full recipe, e.g. python -m dkp "
+                              "train --config small --out DIR: DIR/checkpoint.npz) to start from: every matrix the "
+                              "config compresses is compressed from it before the first step, and with --distill-* "
+                              "it teaches", metavar="PATH", group="compression of the LSTM gate matrices")
     lr_restart: bool = option(False, "start the learning-rate schedule again at the switch (a whole number of epochs of "
                                      "--dense-warmup)", needs=WARMED, group="compression of the LSTM gate matrices")
     # The embedding and the softmax matrix (both V x H), compressed from the dense warm-up's.
     vocab_structure: str = option("dense", "how both V x H matrices are compressed after --dense-warmup",
-                                  choices=("dense", "groupreduce", "svd", "prune"), needs=WARMED,
+                                  choices=("dense", "groupreduce", "svd", "prune"), needs=FROM_DENSE,
                                   group="compression of the embedding and the softmax (from a dense warm-up)")
     vocab_compression: float = option(1.0, "their compression factor (parameters)", check=AT_LEAST_ONE, needs=VOCAB,
                                       group="compression of the embedding and the softmax (from a dense warm-up)")
@@ -140,9 +146,9 @@ class Config:
                                group="compression of the embedding and the softmax (from a dense warm-up)")
     # Distillation from the dense warm-up's model, frozen at the switch (the teacher).
     distill_kl: float = option(0.0, "weight of KL(teacher || student) of the outputs", check=NON_NEGATIVE,
-                               metavar="WEIGHT", needs=WARMED, group="distillation from the dense warm-up's model")
+                               metavar="WEIGHT", needs=FROM_DENSE, group="distillation from the dense warm-up's model")
     distill_hidden: float = option(0.0, "weight of the mean squared difference of the LSTM layers' hidden states (the transformer blocks' outputs)",
-                                   check=NON_NEGATIVE, metavar="WEIGHT", needs=WARMED,
+                                   check=NON_NEGATIVE, metavar="WEIGHT", needs=FROM_DENSE,
                                    group="distillation from the dense warm-up's model")
     # Co-matrix dropout on S during training (dkp.compression.cmr.cmr_probability for the schedules).
     cmr_p: float = option(0.0, "co-matrix dropout probability on S", check=PROBABILITY, needs=DOPED,

@@ -42,7 +42,7 @@ from dkp.core.data import batchify, bptt_windows, load_corpus, n_windows
 from dkp.core.model import LanguageModel
 from dkp.core.optim import clip_global_norm, cosine_lr, make_optimizer, zaremba_lr
 from dkp.core.transformer import TransformerLM
-from dkp.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from dkp.training.checkpoint import CHECKPOINT, load_checkpoint, load_teacher_checkpoint, save_checkpoint
 from dkp.training.configs import Config, check_model
 from dkp.training.evaluate import evaluate, layer_report, mean_density, model_report
 
@@ -101,11 +101,13 @@ class Trainer:
         self.valid_ids = _head(self.corpus.valid, config.eval_tokens)
         self.test_ids = _head(self.corpus.test, config.eval_tokens)
         self.model = build_model(config, len(self.corpus.vocab), seed)
+        if config.teacher:                                  # the dense start the switch compresses at step 0
+            load_teacher_checkpoint(self.model, config, config.teacher, len(self.corpus.vocab))
         self.optimizer = self.new_optimizer(config.lr)
         self.rng = np.random.default_rng([seed, 1])  # dropout masks; the model's init uses `seed`
         self.steps_per_epoch = n_windows(batchify(self.train_ids, config.batch), config.bptt)
         # the changes the config schedules between steps (see the module docstring), None where it has none
-        self.warmup = DenseWarmup(config, self.steps_per_epoch) if config.dense_warmup else None
+        self.warmup = DenseWarmup(config, self.steps_per_epoch) if config.dense_warmup or config.teacher else None
         self.annealer = Annealer(config, self.steps_per_epoch) if needs_annealing(config) else None
         self.cmr_schedule = CMRSchedule(config) if needs_cmr_schedule(config) else None
         # observers, hook(trainer, step): those in `before_changes` see the model before the step's
