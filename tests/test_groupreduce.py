@@ -6,7 +6,7 @@ import pytest
 
 from dkp.compression import groupreduce as gr
 from dkp.core.gradcheck import entrywise
-from dkp.core.weights import Dense, GroupLowRank, Kronecker, LowRank, Pruned
+from dkp.core.weights import Dense, GroupLowRank, Hybrid, Kronecker, LowRank, Pruned
 
 
 def grouped(seed=0, V=23, n=6, sizes=(4, 11, 8), ranks=(3, 2, 1), dtype=np.float64):
@@ -47,6 +47,8 @@ def test_grouped_gradients_against_finite_differences():
     lambda rng: Dense(rng.standard_normal((9, 4))),
     lambda rng: LowRank(rng.standard_normal((9, 2)), rng.standard_normal((2, 4))),
     lambda rng: Pruned(rng.standard_normal((9, 4)), rng.random((9, 4)) < 0.5),
+    lambda rng: Kronecker(rng.standard_normal((1, 9, 2)), rng.standard_normal((1, 1, 2))),   # KroneckerBERT's: B one row
+    lambda rng: Kronecker(rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 3, 2))),   # rank 2, B of 3 rows
 ])
 def test_row_lookup_of_every_vocabulary_matrix(make):
     rng = np.random.default_rng(4)
@@ -62,9 +64,9 @@ def test_row_lookup_of_every_vocabulary_matrix(make):
 
 
 def test_a_matrix_without_row_lookup_says_so():
-    K = Kronecker(np.ones((1, 2, 2)), np.ones((1, 3, 2)))
-    with pytest.raises(TypeError, match="Kronecker matrix cannot serve as an embedding"):
-        K.rows(np.array([0]))
+    H = Hybrid(np.ones((2, 2)), np.ones((4, 1)), np.ones((1, 2)))
+    with pytest.raises(TypeError, match="Hybrid matrix cannot serve as an embedding"):
+        H.rows(np.array([0]))
 
 
 def test_grouped_rejects_bad_factors():

@@ -13,7 +13,7 @@ from dkp.core.attention import CausalSelfAttention, attend, attend_backward, cau
 from dkp.core.gradcheck import directional, entrywise
 from dkp.core.layers import LayerNorm, Linear, gelu, gelu_backward
 from dkp.core.transformer import Block, TransformerLM
-from dkp.core.weights import Dense, Doped, GroupLowRank, Kronecker, LowRank, Pruned
+from dkp.core.weights import Dense, Doped, GroupLowRank, Hybrid, Kronecker, LowRank, Pruned
 from dkp.training.configs import get_config
 
 V, H, NH, L, BS, T, B = 13, 8, 2, 2, 8, 5, 3
@@ -48,6 +48,12 @@ def kron_decoder(role, shape, rng, init_scale, dtype):
     if role == "embed":
         return LowRank.init(shape, 3, rng, init_scale, dtype)
     return Kronecker.init(shape, ((1, 4), (13, 2)), 2, rng, init_scale, dtype)
+
+
+def kron_embedding(role, shape, rng, init_scale, dtype):
+    """KroneckerBERT's embedding: A (V, H / 4) kron B (1, 4), B one row shared by every word."""
+    V, H = shape
+    return Kronecker.init(shape, ((V, H // 4), (1, 4)), 1, rng, init_scale, dtype)
 
 
 def make(dropout=0.2, seed=0, tie=False, gates=None, vocab=None, init_scale=0.5):
@@ -176,8 +182,9 @@ CASES = {
     "doped-hybrid": {"gates": structured(structure="hmd", compression=2.0, doping=0.05)},
     "groupreduce-vocab": {"vocab": grouped_vocab},
     "kron-decoder": {"vocab": kron_decoder},
+    "kron-embedding": {"vocab": kron_embedding},
 }
-TIEABLE = [k for k in CASES if k != "kron-decoder"]          # a Kronecker matrix has no row lookup
+TIEABLE = list(CASES)
 
 
 def compressed(case, tie, seed=0):
@@ -437,4 +444,4 @@ def test_bad_calls_are_named():
     with pytest.raises(ValueError, match="set `embedding` instead"):
         make(tie=True).decoder = Dense(np.zeros((V, H)))
     with pytest.raises(TypeError, match="cannot serve as an embedding"):
-        make(vocab=lambda role, *a: kron_decoder("dec", *a)).forward(x, None)
+        make(vocab=lambda role, shape, rng, scale, dtype: Hybrid.init(shape, 2, 1, rng, scale, dtype)).forward(x, None)

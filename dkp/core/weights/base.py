@@ -87,7 +87,7 @@ class GateMatrix:
     def rows(self, ids):
         """The rows W[ids] of shape ids.shape + (n,), for a matrix used as an embedding."""
         raise TypeError(f"a {type(self).__name__} matrix cannot serve as an embedding (it has no row lookup); "
-                        f"use a dense, pruned, low-rank or grouped low-rank matrix")
+                        f"use a dense, pruned, low-rank, Kronecker or grouped low-rank matrix")
 
     def rows_backward(self, ids, de):  # pragma: no cover - the matrices without `rows` never get here
         raise TypeError(f"a {type(self).__name__} matrix cannot serve as an embedding")

@@ -100,6 +100,29 @@ class Kronecker(GateMatrix):
         dA, dB = kron.kron_grad(self.params["A"], self.params["B"], x, dy)
         return {"A": dA, "B": dB}
 
+    def rows(self, ids):
+        """W[ids], shape ids.shape + (n,): row p of A kron B is A[:, p // m2] kron B[:, p % m2],
+        summed over the rank, computed from the factors alone (KroneckerBERT's embedding is
+        A (V, H / c) kron B (1, c): a word's row of A scaled by the one shared row of B)."""
+        A, B = self.params["A"], self.params["B"]
+        m2 = B.shape[1]
+        flat = np.ravel(ids)
+        rows = np.einsum("kta,ktj->taj", A[:, flat // m2], B[:, flat % m2])     # (N, n1, n2)
+        return rows.reshape(*np.shape(ids), self.shape[1])
+
+    def rows_backward(self, ids, de):
+        """The factors' gradients of sum(de * rows(ids)): a word seen twice sums its terms."""
+        A, B = self.params["A"], self.params["B"]
+        (r, m1, n1), (_, m2, n2) = A.shape, B.shape
+        flat = np.ravel(ids)
+        i, b = flat // m2, flat % m2
+        D = de.reshape(-1, n1, n2)                                               # (N, n1, n2)
+        dA, dB = np.zeros((r, m1, n1), A.dtype), np.zeros((r, m2, n2), B.dtype)
+        for k in range(r):
+            np.add.at(dA[k], i, np.einsum("taj,tj->ta", D, B[k, b]))
+            np.add.at(dB[k], b, np.einsum("taj,ta->tj", D, A[k, i]))
+        return {"A": dA, "B": dB}
+
     def to_dense(self):
         return kron.kron_dense(self.params["A"], self.params["B"])
 
