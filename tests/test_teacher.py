@@ -99,6 +99,30 @@ def test_a_student_starts_from_its_teachers_checkpoint(ptb, tmp_path, family):
         Trainer(again, seed=0, corpus=ptb, progress=False)
 
 
+def test_kroneckerbert_embedding_from_scratch_and_from_a_teacher(ptb, tmp_path):
+    """--vocab-structure kp --vocab-compression n: the embedding (and the tied softmax) as A (V, H / n)
+    kron B (1, n), B one row shared by every word; from scratch a random one, from a teacher the
+    nearest Kronecker product of the teacher's embedding. n must divide the width."""
+    from dkp.compression.compress import nearest_kronecker
+    base = get_config("transformer-tiny").with_(train_tokens=6_000, eval_tokens=1_000, epochs=1)
+    V, H = len(ptb.vocab), base.hidden
+    scratch = Trainer(base.with_(vocab_structure="kp", vocab_compression=4), seed=0, corpus=ptb, progress=False)
+    E = scratch.model.matrices["embed"]
+    assert isinstance(E, Kronecker) and E.factors == ((V, H // 4), (1, 4)) and "dec" not in scratch.model.matrices
+    assert E.n_params == V * H // 4 + 4
+    train(base, seed=2, out=tmp_path / "teacher", corpus=ptb, progress=False)
+    path = str(tmp_path / "teacher" / CHECKPOINT)
+    student = Trainer(base.with_(vocab_structure="kp", vocab_compression=8, teacher=path), seed=0, corpus=ptb,
+                      progress=False)
+    dense = student.model.matrices["embed"].to_dense()
+    student.scheduled_changes(0)
+    E = student.model.matrices["embed"]
+    assert E.factors == ((V, H // 8), (1, 8))
+    np.testing.assert_allclose(E.to_dense(), nearest_kronecker(dense, E.factors).to_dense(), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="a whole number > 1 dividing the width 32"):
+        check_structure(base.with_(vocab_structure="kp", vocab_compression=3))
+
+
 def test_the_whole_model_report_counts_every_part(ptb):
     trainer = Trainer(CONFIG.with_(distill_kl=0.0), seed=0, corpus=ptb, progress=False)
     V, H = len(ptb.vocab), CONFIG.hidden

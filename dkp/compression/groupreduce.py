@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dkp.compression.compress import truncated_svd
+from dkp.compression import shapes
+from dkp.compression.compress import nearest_kronecker, truncated_svd
 from dkp.core.weights import Dense, Pruned
 from dkp.core.weights.grouped import GroupLowRank
 
@@ -200,7 +201,9 @@ def vocab_from_dense(config, E, freq):
         return svd_at_budget(E, config.vocab_compression)
     if kind == "prune":
         return prune_at_budget(E, config.vocab_compression)
-    raise ValueError(f"vocab_structure must be dense, groupreduce, svd or prune, got {kind!r}")
+    if kind == "kp":                                   # KroneckerBERT's A kron one-row B, nearest to E
+        return nearest_kronecker(E, shapes.vocab_kron_factors(E.shape, config.vocab_compression))
+    raise ValueError(f"vocab_structure must be dense, groupreduce, svd, prune or kp, got {kind!r}")
 
 
 # --- the three at one budget, as numbers (notebook 09's explorer) -------------------------------

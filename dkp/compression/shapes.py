@@ -214,3 +214,15 @@ def pruning_sparsity(shape, target):
     if k < 1:
         raise ValueError(f"target {target:g}x would keep no entry of a {m}x{n} matrix (at most {m * n}x)")
     return 1.0 - k / (m * n)
+
+
+def vocab_kron_factors(shape, compression):
+    """KroneckerBERT's embedding of a (V, H) matrix: A (V, H / n) kron B (1, n), B one row of n
+    numbers shared by every word, n = `compression` (about the factor it saves: V H / (V H / n + n)).
+    Returns ((V, H / n), (1, n)); n must be a whole number > 1 dividing H."""
+    V, H = shape
+    if compression != int(compression) or int(compression) < 2 or H % int(compression):
+        raise ValueError(f"vocab_compression {compression:g} with vocab_structure 'kp' is the length of B's one "
+                         f"row: a whole number > 1 dividing the width {H}")
+    n = int(compression)
+    return (V, H // n), (1, n)

@@ -20,11 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from dkp.compression import compress, shapes
-from dkp.core.model import dense_gates
+from dkp.core.model import dense_gates, dense_vocab
 from dkp.core.weights import CMR_VARIANTS, Dense, Doped, Hybrid, Kronecker, LowRank, Pruned
 
 STRUCTURES = ("dense", "kp", "lmf", "hmd", "prune")
-VOCAB_STRUCTURES = ("dense", "groupreduce", "svd", "prune")
+VOCAB_STRUCTURES = ("dense", "groupreduce", "svd", "prune", "kp")
 CMR_SCHEDULES = ("constant", "threshold", "density")
 
 
@@ -81,7 +81,9 @@ def check_structure(config):
         if not config.vocab_compression > 1:
             raise ValueError(f"vocab_compression must be > 1 for vocab_structure {config.vocab_structure!r}, "
                              f"got {config.vocab_compression}")
-        if not from_dense:
+        if config.vocab_structure == "kp":
+            shapes.vocab_kron_factors((1, config.hidden), config.vocab_compression)   # B's one row must divide H
+        elif not from_dense:
             raise ValueError(f"vocab_structure {config.vocab_structure!r} compresses trained matrices: it needs "
                              f"a teacher or dense_warmup > 0")
     if config.distill_kl < 0 or config.distill_hidden < 0:
@@ -93,6 +95,20 @@ def check_structure(config):
     if from_dense and config.structure == "dense" and config.vocab_structure == "dense":
         raise ValueError(f"{'teacher' if config.teacher else 'dense_warmup'} needs something to compress: a structure "
                          f"or a vocab_structure")
+
+
+def vocab_factory(config):
+    """A callable (role, shape, rng, init_scale, dtype) -> the embedding or softmax matrix of
+    `config` at its start: KroneckerBERT's A kron one-row B for vocab_structure 'kp' trained from
+    scratch, dense otherwise (the other structures, and 'kp' from a teacher or a dense warm-up, are
+    compressed from the trained dense matrices: `dkp.compression.groupreduce.vocab_from_dense`)."""
+    check_structure(config)
+    if config.vocab_structure != "kp" or config.dense_warmup or config.teacher:
+        return dense_vocab
+
+    def make(role, shape, rng, init_scale, dtype):
+        return Kronecker.init(shape, shapes.vocab_kron_factors(shape, config.vocab_compression), 1, rng, init_scale, dtype)
+    return make
 
 
 def _doped(config, structured, S):

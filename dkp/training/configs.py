@@ -136,10 +136,14 @@ class Config:
     lr_restart: bool = option(False, "start the learning-rate schedule again at the switch (a whole number of epochs of "
                                      "--dense-warmup)", needs=WARMED, group="compression of the LSTM gate matrices")
     # The embedding and the softmax matrix (both V x H), compressed from the dense warm-up's.
-    vocab_structure: str = option("dense", "how both V x H matrices are compressed after --dense-warmup",
-                                  choices=("dense", "groupreduce", "svd", "prune"), needs=FROM_DENSE,
+    vocab_structure: str = option("dense", "how both V x H matrices are compressed (from the dense model of "
+                                           "--teacher or --dense-warmup; kp, KroneckerBERT's A kron one-row B, "
+                                           "also from scratch)",
+                                  choices=("dense", "groupreduce", "svd", "prune", "kp"),
+                                  needs=(lambda c: FROM_DENSE[0](c) or c.vocab_structure == "kp", FROM_DENSE[1]),
                                   group="compression of the embedding and the softmax (from a dense warm-up)")
-    vocab_compression: float = option(1.0, "their compression factor (parameters)", check=AT_LEAST_ONE, needs=VOCAB,
+    vocab_compression: float = option(1.0, "their compression factor (parameters; for kp the length n of B's one "
+                                           "row, a whole number dividing the width)", check=AT_LEAST_ONE, needs=VOCAB,
                                       group="compression of the embedding and the softmax (from a dense warm-up)")
     vocab_groups: int = option(10, "(groupreduce) frequency groups", check=POSITIVE_INT,
                                needs=(lambda c: c.vocab_structure == "groupreduce", "only groupreduce has groups"),

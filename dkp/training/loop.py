@@ -35,7 +35,7 @@ import numpy as np
 
 from dkp.compression.anneal import Annealer, needs_annealing
 from dkp.compression.cmr import CMRSchedule, needs_cmr_schedule
-from dkp.compression.structures import gate_factory
+from dkp.compression.structures import gate_factory, vocab_factory
 from dkp.compression.teacher import DenseWarmup
 from dkp.core import io
 from dkp.core.data import batchify, bptt_windows, load_corpus, n_windows
@@ -60,10 +60,10 @@ def build_model(config: Config, vocab_size, seed, dtype=np.float32):
     if config.model == "transformer":
         return TransformerLM(vocab_size, config.hidden, config.layers, config.heads, config.block_size,
                              dropout=config.dropout, init_scale=config.init_scale, seed=seed, dtype=dtype,
-                             tie=config.tie, gate_factory=gate_factory(config))
+                             tie=config.tie, gate_factory=gate_factory(config), vocab_factory=vocab_factory(config))
     return LanguageModel(vocab_size, config.hidden, config.layers, dropout=config.dropout,
                          init_scale=config.init_scale, seed=seed, dtype=dtype,
-                         gate_factory=gate_factory(config))
+                         gate_factory=gate_factory(config), vocab_factory=vocab_factory(config))
 
 
 def gradient_scale(config, window_length):
