@@ -233,3 +233,17 @@ def test_the_course_states_what_the_replication_decides():
         for what, sentence in said.items():
             if sentence:
                 assert sentence in flat, (doc, what, sentence)
+
+
+@pytest.mark.parametrize("name, epochs", [("small", 13), ("transformer-small", 12)])
+def test_a_full_recipe_record_is_its_config_run_once_from_its_command(name, epochs):
+    """data/results/NAME/metrics.json: the named config's full recipe, trained by the command it
+    records, one entry per epoch, the final validation perplexity the last epoch's; the results
+    README gives the final validation and test perplexities as recorded (at two decimals)."""
+    from dkp.training.configs import CONFIGS
+    m = io.load_json(RESULTS / name / "metrics.json")
+    assert m["command"].startswith(f"python -m dkp train --config {name} --seed 0")
+    assert normalized(m["config"]) == CONFIGS[name].to_dict() and m["epochs"] == epochs == CONFIGS[name].epochs
+    assert len(m["valid_ppl"]) == len(m["train_ppl"]) == epochs and m["final_valid_ppl"] == m["valid_ppl"][-1]
+    readme = " ".join((RESULTS / "README.md").read_text().split())
+    assert f"{m['final_valid_ppl']:.2f}" in readme and f"{m['test_ppl']:.2f}" in readme, name

@@ -123,6 +123,32 @@ def test_kroneckerbert_embedding_from_scratch_and_from_a_teacher(ptb, tmp_path):
         check_structure(base.with_(vocab_structure="kp", vocab_compression=3))
 
 
+def test_a_distilgpt2_style_student_keeps_every_other_block_of_its_teacher(ptb, tmp_path):
+    """--teacher PATH --teacher-blocks 1 --layers 1: a dense student of half the teacher's depth starts
+    from the kept blocks (renumbered) and the teacher's embedding, positions and final LayerNorm, and
+    is distilled from the whole teacher (its own model, with all its blocks)."""
+    base = get_config("transformer-tiny").with_(train_tokens=6_000, eval_tokens=1_000, epochs=1)
+    train(base, seed=4, out=tmp_path / "teacher", corpus=ptb, progress=False)
+    path = str(tmp_path / "teacher" / CHECKPOINT)
+    teacher = Trainer(base, seed=4, corpus=ptb, progress=False)
+    load_checkpoint(teacher, path)
+    half = base.with_(layers=1, teacher=path, teacher_blocks="1", distill_kl=1.0)
+    trainer = Trainer(half, seed=0, corpus=ptb, progress=False)
+    mine, theirs = trainer.model.params, teacher.model.params
+    for k, v in mine.items():
+        np.testing.assert_array_equal(v, theirs[k.replace("blocks.0.", "blocks.1.")], err_msg=k)
+    trainer.scheduled_changes(0)
+    assert len(trainer.teacher.model.blocks) == 2 and len(trainer.model.blocks) == 1
+    for k, v in trainer.teacher.model.params.items():
+        np.testing.assert_array_equal(v, theirs[k], err_msg=k)
+    result = train(half, seed=0, out=tmp_path / "half", corpus=ptb, progress=False)
+    assert np.isfinite(result["valid_ppl"][-1])
+    with pytest.raises(ValueError, match="keeps 2 of the teacher's blocks, but the student has layers = 1"):
+        check_structure(half.with_(teacher_blocks="0,1"))
+    with pytest.raises(io.CheckpointError, match="has 2 blocks, numbered from 0"):
+        Trainer(half.with_(teacher_blocks="2"), seed=0, corpus=ptb, progress=False)
+
+
 def test_the_whole_model_report_counts_every_part(ptb):
     trainer = Trainer(CONFIG.with_(distill_kl=0.0), seed=0, corpus=ptb, progress=False)
     V, H = len(ptb.vocab), CONFIG.hidden

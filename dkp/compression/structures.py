@@ -75,6 +75,10 @@ def check_structure(config):
         raise ValueError("teacher does not apply to structure 'prune' (magnitude pruning of a trained model is not "
                          "what the prune structure does)")
     from_dense = config.dense_warmup or config.teacher
+    kept = teacher_blocks(config)
+    if kept is not None and len(kept) != config.layers:
+        raise ValueError(f"teacher_blocks {config.teacher_blocks!r} keeps {len(kept)} of the teacher's blocks, but the "
+                         f"student has layers = {config.layers}: give --layers {len(kept)}")
     if config.vocab_structure not in VOCAB_STRUCTURES:
         raise ValueError(f"vocab_structure must be one of {list(VOCAB_STRUCTURES)}, got {config.vocab_structure!r}")
     if config.vocab_structure != "dense":
@@ -92,7 +96,7 @@ def check_structure(config):
     if (config.distill_kl or config.distill_hidden) and not from_dense:
         raise ValueError("distillation needs a teacher: give a teacher checkpoint or set dense_warmup > 0 (the dense "
                          "model it trains becomes the teacher)")
-    if from_dense and config.structure == "dense" and config.vocab_structure == "dense":
+    if from_dense and config.structure == "dense" and config.vocab_structure == "dense" and kept is None:
         raise ValueError(f"{'teacher' if config.teacher else 'dense_warmup'} needs something to compress: a structure "
                          f"or a vocab_structure")
 
@@ -114,6 +118,20 @@ def vocab_factory(config):
 def _doped(config, structured, S):
     return Doped(structured, density=1.0, S=S, cmr_p=config.cmr_p, cmr_variant=config.cmr_variant,
                  cmr_rescale=config.cmr_rescale)
+
+
+def teacher_blocks(config):
+    """The teacher's blocks (an LSTM's layers) a student keeps, as a tuple of indices, or None (all)."""
+    if not config.teacher_blocks:
+        return None
+    try:
+        kept = tuple(int(t) for t in config.teacher_blocks.split(","))
+    except ValueError:
+        raise ValueError(f"teacher_blocks must be the indices of the teacher's blocks, comma-separated (e.g. 0,2), "
+                         f"got {config.teacher_blocks!r}") from None
+    if min(kept) < 0 or len(set(kept)) != len(kept):
+        raise ValueError(f"teacher_blocks must be distinct indices >= 0, got {config.teacher_blocks!r}")
+    return kept
 
 
 def gate_factory(config):

@@ -75,15 +75,16 @@ class DenseWarmup:
     def due(self, step):
         return step == self.step
 
-    def convert(self, model, train_ids):
+    def convert(self, model, train_ids, teacher_model=None):
         """The `Switch` of the dense `model` (left as it is): each gate matrix's nearest structured
         form, the embedding and the softmax compressed with the word frequencies of `train_ids`
-        when the config says so (a tied softmax is the embedding: one matrix), and a frozen copy
-        of `model` as the teacher when the config distills."""
+        when the config says so (a tied softmax is the embedding: one matrix), and, when the config
+        distills, the teacher: `teacher_model` (a teacher checkpoint's own model, which may have
+        more blocks than the student) or a frozen copy of `model`."""
         config, matrices = self.config, {}
         teacher = None
         if distills(config):
-            frozen = copy.deepcopy(model)
+            frozen = teacher_model if teacher_model is not None else copy.deepcopy(model)
             frozen.set_training(False)
             teacher = Teacher(frozen, config.distill_kl, config.distill_hidden)
         freq = word_frequencies(train_ids, model.vocab_size) if config.vocab_structure != "dense" else None

@@ -98,13 +98,13 @@ def distill_losses(d, shifted, sums, hidden):
     a transformer block's output), both averaged over tokens. shifted: the student's logits minus
     their row maximum (TB, V); sums: the row sums of their exponentials (TB,); hidden: the
     student's per-layer states."""
-    if d.probs.shape != shifted.shape or len(d.hidden) != len(hidden):
+    if d.probs.shape != shifted.shape or (d.hidden_weight and len(d.hidden) != len(hidden)):
         raise ValueError(f"the teacher's outputs must match the student's: probs {shifted.shape} and "
                          f"{len(hidden)} layers, got {d.probs.shape} and {len(d.hidden)}")
     logq = np.log(np.maximum(d.probs, np.finfo(d.probs.dtype).tiny))   # (TB, V) teacher
     logp = shifted - np.log(sums)[:, None]                    # (TB, V) student
     kl = float(np.mean(np.sum(d.probs * (logq - logp), axis=1)))
-    mse = sum(float(np.mean((hs - t) ** 2)) for hs, t in zip(hidden, d.hidden))
+    mse = sum(float(np.mean((hs - t) ** 2)) for hs, t in zip(hidden, d.hidden)) if d.hidden_weight else 0.0
     return {"kl": d.kl_weight * kl, "hidden": d.hidden_weight * mse}
 
 

@@ -3,8 +3,11 @@ pickle), and loading them back with every name and shape checked; a checkpoint t
 warm-up's switch makes the switch again before its arrays load."""
 from __future__ import annotations
 
+import re
+
+from dkp.compression.structures import teacher_blocks
 from dkp.core import io
-from dkp.training.configs import normalized
+from dkp.training.configs import Config, normalized
 
 CHECKPOINT = "checkpoint.npz"
 TEACHER = "hook.DenseWarmup.teacher."   # the teacher's parameters, under the prefix checkpoints have always used
@@ -41,7 +44,7 @@ def load_checkpoint(trainer, path, loaded=None):
                                  f"(field: (checkpoint, now)): {diff}")
     if trainer.warmup is not None and meta["step"] > trainer.warmup.step:
         # taken after the switch: the checkpoint holds the compressed model (and its teacher)
-        trainer.switch(trainer.warmup.convert(trainer.model, trainer.train_ids))
+        trainer.switch(trainer.make_switch())
         if trainer.teacher is not None:
             load_teacher_arrays(trainer.teacher.model, arrays, path)
     load_model_arrays(trainer.model, arrays, path)
@@ -91,13 +94,15 @@ def load_model_arrays(model, arrays, path="checkpoint"):
 
 # What a student and its teacher checkpoint must share: the dense model's architecture and data.
 ARCHITECTURE = ("model", "layers", "hidden", "heads", "block_size", "tie", "level")
+BLOCK = re.compile(r"^(blocks\.|lstm)(\d+)(.*)$")     # a transformer block's or an LSTM layer's parameter
 
 
 def load_teacher_checkpoint(model, config, path, vocab_size):
     """Put the trained dense model of the checkpoint at `path` (a run of its config's full recipe)
-    into `model`, the dense model a student of `config` starts from before the switch compresses it.
-    The checkpoint must hold a dense model of the student's architecture and vocabulary; the error
-    names what differs."""
+    into `model`, the dense model a student of `config` starts from before the switch compresses it;
+    with `config.teacher_blocks`, only those blocks (an LSTM's layers), renumbered in order. The
+    checkpoint must hold a dense model of the student's architecture and vocabulary; the error names
+    what differs. Returns the teacher's own (config, {name: array}) for the frozen teacher."""
     arrays, meta = io.load_npz(path)
     theirs = normalized(meta.get("config", {}))
     compressed = {k: theirs.get(k) for k in ("structure", "vocab_structure") if theirs.get(k, "dense") != "dense"}
@@ -105,11 +110,26 @@ def load_teacher_checkpoint(model, config, path, vocab_size):
     if compressed:
         raise io.CheckpointError(f"teacher {path!r} is not a dense model (its config: {compressed}); a teacher is "
                                  f"a dense model trained by its config's full recipe")
-    mine = config.to_dict()
-    diff = {k: (theirs.get(k), mine[k]) for k in ARCHITECTURE if theirs.get(k) != mine[k]}
+    kept, mine = teacher_blocks(config), config.to_dict()
+    diff = {k: (theirs.get(k), mine[k]) for k in ARCHITECTURE if theirs.get(k) != mine[k]
+            and not (k == "layers" and kept is not None)}
     if meta.get("vocab_size") != vocab_size:
         diff["vocab_size"] = (meta.get("vocab_size"), vocab_size)
     if diff:
         raise io.CheckpointError(f"teacher {path!r} has another architecture than the student "
                                  f"(field: (teacher, student)): {diff}")
-    load_model_arrays(model, {k: v for k, v in arrays.items() if k.startswith("param.")}, path)
+    if kept is not None and max(kept) >= theirs["layers"]:
+        raise io.CheckpointError(f"teacher_blocks {config.teacher_blocks!r}: the teacher {path!r} has "
+                                 f"{theirs['layers']} blocks, numbered from 0")
+    params = {k[6:]: v for k, v in arrays.items() if k.startswith("param.")}
+    if kept is not None:                              # the kept blocks, renumbered 0, 1, ... in their order
+        picked = {}
+        for k, v in params.items():
+            m = BLOCK.match(k)
+            if m is None:
+                picked[k] = v
+            elif int(m.group(2)) in kept:
+                picked[f"{m.group(1)}{kept.index(int(m.group(2)))}{m.group(3)}"] = v
+        params = picked
+    load_model_arrays(model, {f"param.{k}": v for k, v in params.items()}, path)
+    return Config.from_dict(meta["config"]), {k: v for k, v in arrays.items() if k.startswith("param.")}

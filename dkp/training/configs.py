@@ -133,6 +133,11 @@ class Config:
                               "train --config small --out DIR: DIR/checkpoint.npz) to start from: every matrix the "
                               "config compresses is compressed from it before the first step, and with --distill-* "
                               "it teaches", metavar="PATH", group="compression of the LSTM gate matrices")
+    teacher_blocks: str = option("", "with --teacher: the teacher's blocks (the LSTM's layers) the student keeps, in "
+                                     "order, e.g. 0,2 for every other one of 4 (DistilGPT2's student); the student's "
+                                     "--layers is their number", metavar="LIST",
+                                 needs=(lambda c: bool(c.teacher), "it picks blocks of --teacher's model"),
+                                 group="compression of the LSTM gate matrices")
     lr_restart: bool = option(False, "start the learning-rate schedule again at the switch (a whole number of epochs of "
                                      "--dense-warmup)", needs=WARMED, group="compression of the LSTM gate matrices")
     # The embedding and the softmax matrix (both V x H), compressed from the dense warm-up's.

@@ -36,13 +36,14 @@ import numpy as np
 from dkp.compression.anneal import Annealer, needs_annealing
 from dkp.compression.cmr import CMRSchedule, needs_cmr_schedule
 from dkp.compression.structures import gate_factory, vocab_factory
-from dkp.compression.teacher import DenseWarmup
+from dkp.compression.teacher import DenseWarmup, distills
 from dkp.core import io
 from dkp.core.data import batchify, bptt_windows, load_corpus, n_windows
 from dkp.core.model import LanguageModel
 from dkp.core.optim import clip_global_norm, cosine_lr, make_optimizer, zaremba_lr
 from dkp.core.transformer import TransformerLM
-from dkp.training.checkpoint import CHECKPOINT, load_checkpoint, load_teacher_checkpoint, save_checkpoint
+from dkp.training.checkpoint import (CHECKPOINT, load_checkpoint, load_model_arrays, load_teacher_checkpoint,
+                                    save_checkpoint)
 from dkp.training.configs import Config, check_model
 from dkp.training.evaluate import evaluate, layer_report, mean_density, model_report
 
@@ -101,8 +102,12 @@ class Trainer:
         self.valid_ids = _head(self.corpus.valid, config.eval_tokens)
         self.test_ids = _head(self.corpus.test, config.eval_tokens)
         self.model = build_model(config, len(self.corpus.vocab), seed)
+        self.teacher_model = None   # a teacher checkpoint's own model, frozen, when the config distills from it
         if config.teacher:                                  # the dense start the switch compresses at step 0
-            load_teacher_checkpoint(self.model, config, config.teacher, len(self.corpus.vocab))
+            teacher_config, arrays = load_teacher_checkpoint(self.model, config, config.teacher, len(self.corpus.vocab))
+            if distills(config):
+                self.teacher_model = build_model(teacher_config, len(self.corpus.vocab), seed)
+                load_model_arrays(self.teacher_model, arrays, config.teacher)
         self.optimizer = self.new_optimizer(config.lr)
         self.rng = np.random.default_rng([seed, 1])  # dropout masks; the model's init uses `seed`
         self.steps_per_epoch = n_windows(batchify(self.train_ids, config.batch), config.bptt)
@@ -134,11 +139,16 @@ class Trainer:
         """Make the changes the config schedules at `step`, in order: the switch from the dense
         warm-up, the anneal of S (or of the pruning masks), co-matrix dropout's p."""
         if self.warmup is not None and self.warmup.due(step):
-            self.switch(self.warmup.convert(self.model, self.train_ids))
+            self.switch(self.make_switch())
         if self.annealer is not None:
             self.annealer.apply(self.model, step, self.optimizer)
         if self.cmr_schedule is not None:
             self.cmr_schedule.apply(self.model)
+
+    def make_switch(self):
+        """The dense warm-up's `Switch` of this trainer's model now (the teacher: the checkpoint's own
+        model when there is one, else the dense model as it stands)."""
+        return self.warmup.convert(self.model, self.train_ids, self.teacher_model)
 
     def switch(self, switch):
         """Apply a dense warm-up's `Switch`: the model's matrices become the compressed ones, the
