@@ -143,6 +143,16 @@ def test_a_distilgpt2_style_student_keeps_every_other_block_of_its_teacher(ptb, 
         np.testing.assert_array_equal(v, theirs[k], err_msg=k)
     result = train(half, seed=0, out=tmp_path / "half", corpus=ptb, progress=False)
     assert np.isfinite(result["valid_ppl"][-1])
+    ilkd = base.with_(structure="kp", compression=4, vocab_structure="kp", vocab_compression=4, teacher=path,
+                      distill_kl=1.0, distill_hidden=1.0,
+                      distill_embed=1.0, distill_attn=1.0)                 # KroneckerBERT's terms, all weighted 1
+    student = Trainer(ilkd, seed=0, corpus=ptb, progress=False)
+    assert "embedding-output weight 1, attention-score weight 1" in student.warmup.describe()
+    student.scheduled_changes(0)
+    x = np.asarray(ptb.train[:16 * 2], dtype=np.int64).reshape(16, 2)
+    target = student.teacher.target(x, x, first=True)
+    parts = student.model.forward(x, None, x, distill=target).cache["parts"]
+    assert set(parts) == {"task", "kl", "hidden", "embed", "attn"} and parts["attn"] > 0 and parts["embed"] > 0
     with pytest.raises(ValueError, match="keeps 2 of the teacher's blocks, but the student has layers = 1"):
         check_structure(half.with_(teacher_blocks="0,1"))
     with pytest.raises(io.CheckpointError, match="has 2 blocks, numbered from 0"):
@@ -166,6 +176,8 @@ def test_the_whole_model_report_counts_every_part(ptb):
     (dict(dense_warmup=0.0), "vocab_structure 'groupreduce' compresses trained matrices: it needs a teacher or "
                              "dense_warmup"),
     (dict(teacher="t.npz"), "two starts from a dense model: give one"),
+    (dict(distill_attn=1.0), "they need model 'transformer'"),
+    (dict(distill_embed=-1.0), "distill_embed and distill_attn must be >= 0"),
     (dict(dense_warmup=0.0, teacher="t.npz", structure="prune", vocab_structure="dense"), "does not apply to structure 'prune'"),
     (dict(dense_warmup=0.0, teacher="t.npz", structure="dense", vocab_structure="dense"), "teacher needs something to compress"),
     (dict(vocab_structure="hashing"), "vocab_structure must be one of"),

@@ -245,9 +245,33 @@ def test_distillation_gradients_and_distilling_towards_itself():
     parts = model.forward(x, None, y, distill=target).cache["parts"]
     assert parts["kl"] > 0 and parts["hidden"] > 0
     assert directional(loss, model.params, grads, np.random.default_rng(6), n_dirs=3, eps=EPS) < 1e-6
-    own, _ = teacher.teacher_outputs(x, None, y, 1.0, 1.0)
+    own, _ = teacher.teacher_outputs(x, None, y, 1.0, 1.0, 1.0, 1.0)
     parts = teacher.forward(x, None, y, distill=own).cache["parts"]
-    assert abs(parts["kl"]) < 1e-12 and parts["hidden"] == 0.0
+    assert abs(parts["kl"]) < 1e-12 and parts["hidden"] == parts["embed"] == parts["attn"] == 0.0
+
+
+@pytest.mark.parametrize("P", [0, 3])
+def test_layer_by_layer_distillation_of_the_embedding_and_the_attention_scores(P):
+    """KroneckerBERT's intermediate-layer terms: the embedding output's and each block's attention
+    scores' mean squared difference (visible entries only) from the teacher's, in float64 along
+    random directions, with dropout and a key/value context; a masked score never counts."""
+    teacher = make(dropout=0.0, seed=10, tie=True)
+    model = make(dropout=0.2, gates=structured(structure="kp", compression=2.5), vocab=kron_embedding, tie=True)
+    rng = np.random.default_rng(2)
+    x, y = ids(rng, (T, B)), ids(rng, (T, B))
+    past = None if P == 0 else teacher.forward(ids(rng, (P, B)), None).state
+    mine = None if P == 0 else model.forward(ids(rng, (P, B)), None).state
+    target, _ = teacher.teacher_outputs(x, past, y, 0.5, 0.0, 1.5, 2.0)
+    assert target.embed.shape == (T, B, H) and len(target.scores) == L and target.scores[0].shape == (B, NH, T, P + T)
+    loss, grads = objective(model, x, y, state=mine, distill=target)
+    parts = model.forward(x, mine, y, distill=target).cache["parts"]
+    assert parts["embed"] > 0 and parts["attn"] > 0 and "hidden" in parts
+    assert directional(loss, model.params, grads, np.random.default_rng(6), n_dirs=3, eps=EPS) < 1e-6
+    masked = [t.copy() for t in target.scores]
+    for t in masked:
+        t[..., causal_mask(T, P + T)] = 1e6                   # what the mask hides is no target
+    again = model.forward(x, mine, y, distill=target._replace(scores=masked)).cache["parts"]
+    assert again["attn"] == pytest.approx(parts["attn"], rel=1e-12)
 
 
 # --- causality and generation -------------------------------------------------------------------

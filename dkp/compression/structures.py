@@ -93,7 +93,13 @@ def check_structure(config):
     if config.distill_kl < 0 or config.distill_hidden < 0:
         raise ValueError(f"distill_kl and distill_hidden must be >= 0, got {config.distill_kl} and "
                          f"{config.distill_hidden}")
-    if (config.distill_kl or config.distill_hidden) and not from_dense:
+    if config.distill_embed < 0 or config.distill_attn < 0:
+        raise ValueError(f"distill_embed and distill_attn must be >= 0, got {config.distill_embed} and "
+                         f"{config.distill_attn}")
+    if (config.distill_embed or config.distill_attn) and config.model != "transformer":
+        raise ValueError("distill_embed and distill_attn distil a transformer's embedding output and attention "
+                         "scores: they need model 'transformer'")
+    if (config.distill_kl or config.distill_hidden or config.distill_embed or config.distill_attn) and not from_dense:
         raise ValueError("distillation needs a teacher: give a teacher checkpoint or set dense_warmup > 0 (the dense "
                          "model it trains becomes the teacher)")
     if from_dense and config.structure == "dense" and config.vocab_structure == "dense" and kept is None:

@@ -29,20 +29,24 @@ class Teacher:
     """A frozen model that answers each training window with its outputs (`target`), carrying its
     own hidden state from window to window as the student does."""
 
-    def __init__(self, model, kl_weight, hidden_weight):
+    def __init__(self, model, kl_weight, hidden_weight, embed_weight=0.0, attn_weight=0.0):
         self.model, self.kl_weight, self.hidden_weight = model, float(kl_weight), float(hidden_weight)
+        # a transformer's embedding output and attention scores (KroneckerBERT's layer-by-layer terms)
+        self.layer_weights = ({"embed_weight": float(embed_weight), "attn_weight": float(attn_weight)}
+                              if embed_weight or attn_weight else {})
         self.state = None
 
     def target(self, x, y, first):
         """The `DistillTarget` of window x (T, B) with targets y; `first` starts a new stream."""
         if first or self.state is None:
             self.state = self.model.zero_state(x.shape[1])
-        target, self.state = self.model.teacher_outputs(x, self.state, y, self.kl_weight, self.hidden_weight)
+        target, self.state = self.model.teacher_outputs(x, self.state, y, self.kl_weight, self.hidden_weight,
+                                                        **self.layer_weights)
         return target
 
 
 def distills(config):
-    return bool(config.distill_kl or config.distill_hidden)
+    return bool(config.distill_kl or config.distill_hidden or config.distill_embed or config.distill_attn)
 
 
 class Switch(NamedTuple):
@@ -67,8 +71,10 @@ class DenseWarmup:
         parts = [f"gate matrices {c.structure}" + (f" {c.compression:g}x" if c.structure != "dense" else "")]
         if c.vocab_structure != "dense":
             parts.append(f"embedding and softmax {c.vocab_structure} {c.vocab_compression:g}x")
+        layer = (f", embedding-output weight {c.distill_embed:g}, attention-score weight {c.distill_attn:g}"
+                 if c.distill_embed or c.distill_attn else "")
         teach = (f"; then distilled from the dense model (KL weight {c.distill_kl:g}, hidden-state weight "
-                 f"{c.distill_hidden:g})" if distills(c) else "")
+                 f"{c.distill_hidden:g}{layer})" if distills(c) else "")
         start = f"the teacher {c.teacher}" if c.teacher else f"dense for {c.dense_warmup:g} epoch(s)"
         return f"{start}, then compressed ({', '.join(parts)}){teach}"
 
@@ -86,7 +92,7 @@ class DenseWarmup:
         if distills(config):
             frozen = teacher_model if teacher_model is not None else copy.deepcopy(model)
             frozen.set_training(False)
-            teacher = Teacher(frozen, config.distill_kl, config.distill_hidden)
+            teacher = Teacher(frozen, config.distill_kl, config.distill_hidden, config.distill_embed, config.distill_attn)
         freq = word_frequencies(train_ids, model.vocab_size) if config.vocab_structure != "dense" else None
         for name, M in model.matrices.items():
             if name not in VOCAB_ROLES:

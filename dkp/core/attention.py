@@ -35,25 +35,36 @@ def causal_mask(T, S):
     return np.arange(S)[None, :] > np.arange(S - T, S)[:, None]
 
 
-def attend(q, k, v, p=0.0, rng=None):
+def attend(q, k, v, p=0.0, rng=None, keep_scores=False):
     """The attention itself: q (B, nh, T, d) over keys and values k, v (B, nh, S, d), S >= T, whose
     last T positions are the queries' own. Dropout p on the attention weights when an rng is given.
-    Returns y (B, nh, T, d) and the cache of `attend_backward`."""
+    Returns y (B, nh, T, d) and the cache of `attend_backward`; with `keep_scores` the cache also
+    holds the scores q k^T / sqrt(d) before the mask (what distillation compares), else None."""
     S, d = k.shape[2], q.shape[3]
     scale = 1.0 / math.sqrt(d)
     # the dropout's uniforms, drawn as dkp.core.layers.dropout draws them (the same masks)
     u = None if rng is None or p == 0.0 else rng.random(q.shape[:-1] + (S,), dtype=np.float32)
-    att, dropped, mask = causal_softmax(q @ k.transpose(0, 1, 3, 2), scale, p, u)   # (B, nh, T, S)
-    return dropped @ v, (q, k, v, att, dropped, mask, scale)
+    raw = q @ k.transpose(0, 1, 3, 2)                        # (B, nh, T, S)
+    scores = raw * scale if keep_scores else None
+    att, dropped, mask = causal_softmax(raw, scale, p, u)   # (B, nh, T, S)
+    return dropped @ v, (q, k, v, att, dropped, mask, scale, scores)
 
 
-def attend_backward(dy, cache):
+def visible(T, S):
+    """(T, S) boolean, True where query i may see key j: the entries the scores' distillation reads."""
+    return ~causal_mask(T, S)
+
+
+def attend_backward(dy, cache, dscores=None):
     """dy (B, nh, T, d) -> dq (B, nh, T, d), dk, dv (B, nh, S, d). Through the softmax, row by row:
-    dscores = att * (datt - sum_j(datt * att)); masked entries have att = 0 and get no gradient."""
-    q, k, v, att, dropped, mask, scale = cache
+    draw = att * (datt - sum_j(datt * att)) / sqrt(d); masked entries have att = 0 and get no
+    gradient. `dscores`: a gradient of the scores themselves (B, nh, T, S) to add (distillation's)."""
+    q, k, v, att, dropped, mask, scale, _ = cache
     dv = dropped.transpose(0, 1, 3, 2) @ dy                  # (B, nh, S, d)
-    dscores = causal_softmax_backward(dy @ v.transpose(0, 1, 3, 2), att, mask, scale)   # (B, nh, T, S)
-    return dscores @ k, dscores.transpose(0, 1, 3, 2) @ q, dv
+    draw = causal_softmax_backward(dy @ v.transpose(0, 1, 3, 2), att, mask, scale)   # (B, nh, T, S)
+    if dscores is not None:
+        draw = draw + dscores * scale                        # scores = raw * scale
+    return draw @ k, draw.transpose(0, 1, 3, 2) @ q, dv
 
 
 class CausalSelfAttention:
@@ -95,24 +106,31 @@ class CausalSelfAttention:
         B, _, T, _ = a.shape
         return a.transpose(2, 0, 1, 3).reshape(T, B, self.width)
 
-    def forward(self, x, past=None, rng=None):
+    def forward(self, x, past=None, rng=None, keep_scores=False):
         """x (T, B, H); past: the context's (k, v), each (B, nh, P, d), or None. Dropout on the
         attention weights when an rng is given. Returns out (T, B, H), the keys and values of
-        context and window together (k, v) (B, nh, P + T, d), and the cache of `backward`."""
+        context and window together (k, v) (B, nh, P + T, d), and the cache of `backward` (with
+        `keep_scores`, `scores(cache)` gives the attention scores)."""
         T = x.shape[0]
         qkv, qkv_cache = self.qkv.forward(x)                 # (T, B, 3H)
         q, k, v = (self._heads(a) for a in np.split(qkv, 3, axis=-1))   # (B, nh, T, d)
         if past is not None:
             k, v = np.concatenate([past[0], k], axis=2), np.concatenate([past[1], v], axis=2)
-        y, att_cache = attend(q, k, v, self.dropout, rng)   # (B, nh, T, d)
+        y, att_cache = attend(q, k, v, self.dropout, rng, keep_scores)   # (B, nh, T, d)
         out, proj_cache = self.proj.forward(self._merge(y))  # (T, B, H)
         return out, (k, v), (qkv_cache, att_cache, proj_cache, T)
 
-    def backward(self, dout, cache):
-        """dout (T, B, H) -> dx (T, B, H), {"qkv.*", "proj.*"}."""
+    @staticmethod
+    def scores(cache):
+        """The scores q k^T / sqrt(d) (B, nh, T, S) a forward with `keep_scores` kept in `cache`."""
+        return cache[1][-1]
+
+    def backward(self, dout, cache, dscores=None):
+        """dout (T, B, H) -> dx (T, B, H), {"qkv.*", "proj.*"}; `dscores`: a gradient of the scores
+        to add (see `attend_backward`)."""
         qkv_cache, att_cache, proj_cache, T = cache
         dy, gproj = self.proj.backward(dout, proj_cache)
-        dq, dk, dv = attend_backward(self._heads(dy), att_cache)
+        dq, dk, dv = attend_backward(self._heads(dy), att_cache, dscores)
         # the context's keys and values are constants: keep the window's last T positions
         dqkv = np.concatenate([self._merge(dq), self._merge(dk[:, :, -T:]), self._merge(dv[:, :, -T:])],
                               axis=-1)                       # (T, B, 3H)

@@ -80,6 +80,10 @@ class DistillTarget(NamedTuple):
     hidden: list                # per layer, its hidden states (T, B, H) before dropout
     kl_weight: float            # weight of KL(teacher || student) on the output distribution
     hidden_weight: float        # weight of the mean squared error of each layer's hidden states
+    embed: np.ndarray | None = None   # the transformer's embedding output (T, B, H), before dropout
+    scores: list | None = None  # per transformer block, its attention scores (B, nh, T, S) before the mask
+    embed_weight: float = 0.0   # weight of the mean squared error of the embedding's output
+    attn_weight: float = 0.0    # weight of the mean squared error of the attention scores (visible entries)
 
 
 class Forward(NamedTuple):

@@ -41,7 +41,7 @@ import math
 
 import numpy as np
 
-from dkp.core.attention import CausalSelfAttention
+from dkp.core.attention import CausalSelfAttention, visible
 from dkp.core.layers import (LayerNorm, Linear, dropout, dropout_backward, embed, embed_backward, gelu,
                              gelu_backward)
 from dkp.core.model import (DistillTarget, Forward, check_replacement, dense_gates, dense_vocab, distill_losses,
@@ -79,10 +79,11 @@ class Block:
             part.astype(dtype)
         return self
 
-    def forward(self, x, past=None, rng=None):
-        """x (T, B, H); past: the context's (k, v) or None -> x (T, B, H), (k, v), cache."""
+    def forward(self, x, past=None, rng=None, keep_scores=False):
+        """x (T, B, H); past: the context's (k, v) or None -> x (T, B, H), (k, v), cache (with
+        `keep_scores`, `self.attn.scores(cache[1])` gives the attention scores)."""
         a, ln1 = self.ln1.forward(x)
-        a, kv, attn = self.attn.forward(a, past, rng)
+        a, kv, attn = self.attn.forward(a, past, rng, keep_scores)
         a, mask1 = dropout(a, self.dropout, rng)
         x = x + a
         h, ln2 = self.ln2.forward(x)
@@ -92,15 +93,16 @@ class Block:
         h, mask2 = dropout(h, self.dropout, rng)
         return x + h, kv, (ln1, attn, mask1, ln2, fc, act, proj, mask2)
 
-    def backward(self, dx, cache):
+    def backward(self, dx, cache, dscores=None):
         """dx (T, B, H), the gradient of the block's output -> that of its input, {name: gradient}.
-        Each residual adds the gradient through its branch to the one passed straight through."""
+        Each residual adds the gradient through its branch to the one passed straight through.
+        `dscores`: a gradient of the attention scores to add (distillation's)."""
         ln1, attn, mask1, ln2, fc, act, proj, mask2 = cache
         dh, gproj = self.proj.backward(dropout_backward(dx, mask2), proj)
         dh, gfc = self.fc.backward(gelu_backward(dh, act), fc)
         dh, gln2 = self.ln2.backward(dh, ln2)
         dx = dx + dh
-        da, gattn = self.attn.backward(dropout_backward(dx, mask1), attn)
+        da, gattn = self.attn.backward(dropout_backward(dx, mask1), attn, dscores)
         da, gln1 = self.ln1.backward(da, ln1)
         grads = {}
         for name, g in (("ln1", gln1), ("attn", gattn), ("ln2", gln2), ("mlp.fc", gfc), ("mlp.proj", gproj)):
@@ -260,16 +262,20 @@ class TransformerLM:
         return P
 
     # --- forward / backward --------------------------------------------------------------------
-    def forward(self, x, state, targets=None, rng=None, distill=None):
+    def forward(self, x, state, targets=None, rng=None, distill=None, keep_scores=False):
         """x: (T, B) token ids; state: None or the key/value cache (see the module docstring);
         targets: (T, B) token ids or None. Dropout is on when an rng is given. With a
         `DistillTarget` (and targets) the loss adds kl_weight * KL(teacher || student) of the
-        outputs and hidden_weight * the mean squared difference of each block's output.
+        outputs, hidden_weight * the mean squared difference of each block's output, embed_weight *
+        that of the embedding's output (tokens plus positions, before dropout) and attn_weight *
+        that of each block's attention scores q k^T / sqrt(d) over the entries the mask leaves
+        visible (KroneckerBERT's intermediate-layer distillation).
 
         Returns Forward(logits, loss, state, cache): logits (T, B, V); loss the mean objective per
         token in nats (None without targets); the state: the key/value cache without targets, None
         with them; the cache `backward` consumes (None without targets), whose "parts" give the
-        loss's terms {"task", "kl", "hidden"}."""
+        loss's terms {"task", "kl", "hidden", "embed", "attn"}. `keep_scores`: the cache keeps every
+        block's attention scores even without distillation (a teacher's, `teacher_outputs`)."""
         x = self._token_ids(x, "x")
         T, B = x.shape
         past, P = self._context(state, T, B)
@@ -279,10 +285,12 @@ class TransformerLM:
                 raise ValueError(f"targets must have x's shape {x.shape}, got {targets.shape}")
         elif distill is not None:
             raise ValueError("distill needs targets: distillation adds to the task loss")
-        e, mask = dropout(embed(self.embedding, self.pos, x, P), self.dropout, rng)   # (T, B, H)
+        scores_kept = keep_scores or (distill is not None and bool(distill.attn_weight))
+        emb = embed(self.embedding, self.pos, x, P)         # (T, B, H)
+        e, mask = dropout(emb, self.dropout, rng)
         caches, kv, hidden = [], [], []
         for block, block_past in zip(self.blocks, past):
-            e, block_kv, c = block.forward(e, block_past, rng)
+            e, block_kv, c = block.forward(e, block_past, rng, scores_kept)
             caches.append(c)
             kv.append(block_kv)
             hidden.append(e)
@@ -297,10 +305,32 @@ class TransformerLM:
         parts = {"task": float(-np.mean(logp_y))}
         if distill is not None:
             parts.update(distill_losses(distill, shifted, sums, hidden))
-        loss = parts["task"] + parts.get("kl", 0.0) + parts.get("hidden", 0.0)
+            parts.update(self._layer_distillation(distill, emb, caches))
+        loss = sum(parts.values())
         cache = {"x": x, "y": targets, "start": P, "mask": mask, "blocks": caches, "ln_f": ln_f, "dec": dec,
-                 "probs": probs, "sums": sums, "hidden": hidden, "distill": distill, "parts": parts}
+                 "probs": probs, "sums": sums, "hidden": hidden, "distill": distill, "parts": parts, "emb": emb}
         return Forward(logits.reshape(T, B, -1), loss, None, cache)
+
+    def _scores(self, caches):
+        return [block.attn.scores(c[1]) for block, c in zip(self.blocks, caches)]
+
+    def _layer_distillation(self, d, emb, caches):
+        """{"embed", "attn"}: the weighted mean squared differences of the embedding's output and of
+        each block's attention scores (over the visible entries, summed over blocks) from the
+        teacher's in `d`."""
+        out = {}
+        if d.embed_weight:
+            if d.embed is None or d.embed.shape != emb.shape:
+                raise ValueError(f"the teacher's embedding output must have the student's shape {emb.shape}")
+            out["embed"] = d.embed_weight * float(np.mean((emb - d.embed) ** 2))
+        if d.attn_weight:
+            mine = self._scores(caches)
+            if d.scores is None or len(d.scores) != len(mine) or any(t.shape != m.shape for t, m in zip(d.scores, mine)):
+                raise ValueError("the teacher's attention scores must match the student's: as many blocks, of the "
+                                 "same heads and positions")
+            seen = visible(*mine[0].shape[2:])
+            out["attn"] = d.attn_weight * sum(float(np.mean((m - t)[..., seen] ** 2)) for m, t in zip(mine, d.scores))
+        return out
 
     def backward(self, cache, scale=1.0):
         """Gradients of scale * loss for every parameter: {name: array}. The softmax in `cache` is
@@ -313,13 +343,21 @@ class TransformerLM:
         grads = {"dec_b": dlogits.sum(axis=0)}
         de, g = self.ln_f.backward(dh.reshape(T, B, self.hidden_size), cache["ln_f"])
         grads.update({f"ln_f.{k}": v for k, v in g.items()})
+        dscores = [None] * self.num_layers
+        if d is not None and d.attn_weight:                   # d mean over the visible entries of (s - t)^2 / ds
+            mine = self._scores(cache["blocks"])
+            seen = visible(*mine[0].shape[2:])
+            n = mine[0][..., seen].size
+            dscores = [(2.0 * d.attn_weight * scale / n) * np.where(seen, m - t, 0.0) for m, t in zip(mine, d.scores)]
         for l in reversed(range(self.num_layers)):
             if d is not None and d.hidden_weight:             # d mean((e - t)^2) / de
                 de = de + (2.0 * d.hidden_weight * scale / de.size) * (cache["hidden"][l] - d.hidden[l])
-            de, g = self.blocks[l].backward(de, cache["blocks"][l])
+            de, g = self.blocks[l].backward(de, cache["blocks"][l], dscores[l])
             grads.update({f"blocks.{l}.{k}": v for k, v in g.items()})
-        gemb, grads["pos"] = embed_backward(self.embedding, self.pos, x, cache["start"],
-                                            dropout_backward(de, cache["mask"]))
+        demb = dropout_backward(de, cache["mask"])
+        if d is not None and d.embed_weight:                  # d mean((emb - t)^2) / demb
+            demb = demb + (2.0 * d.embed_weight * scale / demb.size) * (cache["emb"] - d.embed)
+        gemb, grads["pos"] = embed_backward(self.embedding, self.pos, x, cache["start"], demb)
         if self.tie:                                          # E served twice: its gradients add
             gemb = {k: v + gdec[k] for k, v in gemb.items()}
         else:
@@ -337,9 +375,14 @@ class TransformerLM:
                 out[f"blocks.{l}.{part}"] = c[0]
         return out
 
-    def teacher_outputs(self, x, state, targets, kl_weight, hidden_weight):
-        """This model as a teacher on one window (no dropout): (DistillTarget, its new state)."""
+    def teacher_outputs(self, x, state, targets, kl_weight, hidden_weight, embed_weight=0.0, attn_weight=0.0):
+        """This model as a teacher on one window (no dropout): (DistillTarget, its new state); the
+        embedding's output and each block's attention scores when their weights ask for them."""
         self.set_training(False)
-        out = self.forward(x, state, targets)
-        probs = out.cache["probs"] / out.cache["sums"][:, None]   # (TB, V)
-        return DistillTarget(probs, out.cache["hidden"], float(kl_weight), float(hidden_weight)), out.state
+        out = self.forward(x, state, targets, keep_scores=bool(attn_weight))
+        c = out.cache
+        probs = c["probs"] / c["sums"][:, None]             # (TB, V)
+        return DistillTarget(probs, c["hidden"], float(kl_weight), float(hidden_weight),
+                             embed=c["emb"] if embed_weight else None,
+                             scores=self._scores(c["blocks"]) if attn_weight else None,
+                             embed_weight=float(embed_weight), attn_weight=float(attn_weight)), out.state

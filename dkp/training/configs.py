@@ -159,6 +159,13 @@ class Config:
     distill_hidden: float = option(0.0, "weight of the mean squared difference of the LSTM layers' hidden states (the transformer blocks' outputs)",
                                    check=NON_NEGATIVE, metavar="WEIGHT", needs=FROM_DENSE,
                                    group="distillation from the dense warm-up's model")
+    distill_embed: float = option(0.0, "(transformer) weight of the mean squared difference of the embedding's output",
+                                  check=NON_NEGATIVE, metavar="WEIGHT", needs=FROM_DENSE,
+                                  group="distillation from the dense warm-up's model")
+    distill_attn: float = option(0.0, "(transformer) weight of the mean squared difference of each block's attention "
+                                      "scores q k^T / sqrt(d), over the entries the causal mask leaves visible",
+                                 check=NON_NEGATIVE, metavar="WEIGHT", needs=FROM_DENSE,
+                                 group="distillation from the dense warm-up's model")
     # Co-matrix dropout on S during training (dkp.compression.cmr.cmr_probability for the schedules).
     cmr_p: float = option(0.0, "co-matrix dropout probability on S", check=PROBABILITY, needs=DOPED,
                           group="co-matrix dropout")
