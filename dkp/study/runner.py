@@ -18,7 +18,7 @@ from contextlib import nullcontext
 from dkp.compression.quantize import quantize_model, quantized_bytes
 from dkp.core import io
 from dkp.core.data import load_corpus
-from dkp.study import executors
+from dkp.study import executors, teachers
 from dkp.study.catalog import (QUICK_WHOLE_TOKENS, SCALES, SEARCH, WHOLE, default_out, experiment_arms, group,
                                 lstm_size, planned_seeds, quick)
 from dkp.study.probes import (CMATracker, LossTrace, PerplexityProbe, SwitchProbe, cma_point, perplexity,
@@ -75,10 +75,13 @@ def run_one(config_dict, seed, probes=None, label=None, keep=None):
     serve every experiment that has the same arm. `probes` (default COURSE_PROBES; the search
     passes SEARCH_PROBES) says what else is recorded. With a `label`, each epoch prints a line
     starting with it (on a Dask worker, in the terminal of the client that asked for the run). With
-    `keep` (a directory), the trained model is kept in run_dir(keep, config, seed)."""
+    `keep` (a directory), the trained model is kept in run_dir(keep, config, seed). A config whose
+    teacher is "@NAME" starts from the teacher of config NAME for this seed, trained once
+    (`dkp.study.teachers`)."""
     probes = {**COURSE_PROBES, **(probes or {})}
     config = Config.from_dict(config_dict)
     corpus = load_corpus(level=config.level)
+    config = teachers.resolve(config, seed, corpus=corpus, echo=None if label is None else _labelled_echo(label))
     trainer = Trainer(config, seed=seed, corpus=corpus, progress=False,
                       out=None if keep is None else run_dir(keep, config, seed),
                       echo=None if label is None else _labelled_echo(label))

@@ -1,0 +1,102 @@
+"""Converged teachers, trained once.
+
+A teacher is a dense model trained by its config's full recipe from its seed (`python -m dkp train
+--config NAME --seed S`), kept as a checkpoint and reused by every student of that seed: it is never
+retrained per arm. An arm names its teacher as "@NAME" in its config's `teacher` field; the run
+resolves it (`resolve`) to the checkpoint of NAME for the run's seed under `root` (runs/teachers by
+default), training it there first when no finished one is there (resuming a run that stopped).
+
+Two processes that need the same missing teacher (two workers of a pool or of a Dask cluster that
+share the folder) train it once: the first takes a lock file, created exclusively; the others wait
+until the teacher is finished, or until the lock's process is gone from this machine (then one of
+them takes over, resuming from the last checkpoint). Workers that do not share the folder each keep
+their own teachers, trained from the same seed: the same model, bit for bit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+from dkp.core import io
+from dkp.training.checkpoint import CHECKPOINT
+from dkp.training.configs import get_config
+from dkp.training.loop import train
+
+ROOT = os.path.join("runs", "teachers")
+PREFIX = "@"                       # config.teacher = "@NAME": the teacher of config NAME for the run's seed
+POLL_SECONDS = 10.0
+
+
+def teacher_dir(name, seed, root=ROOT):
+    return os.path.join(root, f"{name}-seed{int(seed)}")
+
+
+def finished(folder, config):
+    """Whether `folder` holds a teacher that has trained every epoch of `config`'s recipe."""
+    metrics = os.path.join(folder, "metrics.json")
+    if not (os.path.isfile(metrics) and os.path.isfile(os.path.join(folder, CHECKPOINT))):
+        return False
+    try:
+        done = io.load_json(metrics)
+    except (OSError, ValueError):
+        return False
+    return len(done.get("valid_ppl", [])) == config.epochs and "final_valid_ppl" in done
+
+
+def _holder_gone(lock):
+    """Whether the process named in the lock file is gone (only knowable on its own machine)."""
+    try:
+        with open(lock) as f:
+            holder = json.load(f)
+    except (OSError, ValueError):
+        return False                               # being written: not gone
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, KeyError, ValueError):
+        return False
+    return False
+
+
+def ensure_teacher(name, seed, root=ROOT, corpus=None, echo=None):
+    """The checkpoint path of the teacher of config `name` for `seed` under `root`, trained first when
+    no finished one is there (see the module docstring)."""
+    config = get_config(name)
+    if config.structure != "dense" or config.vocab_structure != "dense" or config.teacher or config.dense_warmup:
+        raise ValueError(f"a teacher is a dense model trained by its config's full recipe; config {name!r} "
+                         f"compresses")
+    folder = teacher_dir(name, seed, root)
+    path = os.path.join(folder, CHECKPOINT)
+    lock = folder + ".lock"
+    while not finished(folder, config):
+        os.makedirs(root, exist_ok=True)
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if _holder_gone(lock):
+                os.remove(lock)
+            else:
+                time.sleep(POLL_SECONDS)
+            continue
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump({"host": socket.gethostname(), "pid": os.getpid()}, f)
+            if echo is not None:
+                echo(f"training the teacher {name} for seed {seed} in {folder}")
+            train(config, seed=seed, out=folder, resume=os.path.isfile(path), corpus=corpus, progress=False)
+        finally:
+            os.remove(lock)
+    return path
+
+
+def resolve(config, seed, root=ROOT, corpus=None, echo=None):
+    """`config` with its teacher "@NAME" replaced by that teacher's checkpoint for `seed` (trained
+    if need be); any other config as it is."""
+    if not config.teacher.startswith(PREFIX):
+        return config
+    return config.with_(teacher=ensure_teacher(config.teacher[len(PREFIX):], seed, root, corpus, echo))

@@ -1,0 +1,43 @@
+"""Converged teachers, trained once (dkp.study.teachers): a teacher missing is trained by its config's
+recipe from its seed and kept; a second student of the same seed loads it; a lock left by a process
+that is gone is taken over; a config that compresses is no teacher."""
+import json
+import os
+import socket
+
+import pytest
+
+from dkp.study import teachers
+from dkp.training.configs import CONFIGS, get_config
+
+
+@pytest.fixture
+def tiny_teacher(monkeypatch):
+    """A config `teacher-test`: the tiny transformer on a few thousand tokens, one epoch."""
+    config = get_config("transformer-tiny").with_(name="teacher-test", train_tokens=4_000, eval_tokens=1_000)
+    monkeypatch.setitem(CONFIGS, "teacher-test", config)
+    return config
+
+
+def test_a_teacher_is_trained_once_and_reused(ptb, tmp_path, tiny_teacher, monkeypatch):
+    calls = []
+    real = teachers.train
+    monkeypatch.setattr(teachers, "train", lambda *a, **k: calls.append(k["seed"]) or real(*a, **k))
+    student = tiny_teacher.with_(name="student", structure="kp", compression=4, teacher="@teacher-test")
+    first = teachers.resolve(student, 5, root=str(tmp_path), corpus=ptb)
+    assert first.teacher == os.path.join(str(tmp_path), "teacher-test-seed5", "checkpoint.npz")
+    assert os.path.isfile(first.teacher) and calls == [5]
+    again = teachers.resolve(student.with_(distill_kl=1.0), 5, root=str(tmp_path), corpus=ptb)
+    assert again.teacher == first.teacher and calls == [5]                  # loaded, not trained again
+    assert not os.path.exists(os.path.join(str(tmp_path), "teacher-test-seed5.lock"))
+    assert teachers.resolve(tiny_teacher, 5, root=str(tmp_path)) is tiny_teacher   # no teacher: unchanged
+
+
+def test_a_stale_lock_is_taken_over_and_a_compressed_config_is_no_teacher(ptb, tmp_path, tiny_teacher, monkeypatch):
+    lock = tmp_path / "teacher-test-seed1.lock"
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": 2 ** 22 + 12345}))   # no such process
+    path = teachers.ensure_teacher("teacher-test", 1, root=str(tmp_path), corpus=ptb)
+    assert os.path.isfile(path) and not lock.exists()
+    monkeypatch.setitem(CONFIGS, "kp-test", tiny_teacher.with_(name="kp-test", structure="kp", compression=4))
+    with pytest.raises(ValueError, match="config 'kp-test' compresses"):
+        teachers.ensure_teacher("kp-test", 0, root=str(tmp_path))
