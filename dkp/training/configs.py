@@ -246,6 +246,12 @@ CONFIGS = {
                                 block_size=128, tie=True, dropout=0.3, init_scale=GPT2_INIT, epochs=12, bptt=128,
                                 batch=20, eval_batch=10, clip=1.0, optimizer="adamw", lr=2e-3, weight_decay=0.1,
                                 lr_schedule="cosine", warmup_steps=200),
+    # course: the teacher of the transformer study (data/results/transformer/PLAN.md): 4 blocks of width
+    # 128, context 64, 3 epochs of all of PTB; about 8 minutes on one BLAS thread with the other core busy.
+    "transformer-course": Config("transformer-course", model="transformer", layers=4, hidden=128, heads=4,
+                                 block_size=64, tie=True, dropout=0.1, init_scale=GPT2_INIT, epochs=3, bptt=64,
+                                 batch=20, eval_batch=10, clip=1.0, optimizer="adamw", lr=2e-3, weight_decay=0.1,
+                                 lr_schedule="cosine", warmup_steps=100),
 }
 
 
