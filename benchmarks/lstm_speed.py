@@ -50,10 +50,11 @@ def time_torch(x, reps):
     import torch
     T, B, H = x.shape
     lstm = torch.nn.LSTM(H, H, 1)
-    xt = torch.from_numpy(x)
+    xt = torch.from_numpy(x).requires_grad_(True)     # the input gradient too, as dkp computes it
 
     def step():
         lstm.zero_grad(set_to_none=True)
+        xt.grad = None
         out, _ = lstm(xt)
         out.sum().backward()
     step()
