@@ -334,6 +334,7 @@ def sources():
             name = f"{path.relative_to(RESULTS)}/{row['config']} {row['threads']} threads"
             for k, v in (("median ratio", median), ("lowest ratio", lo), ("highest ratio", hi)):
                 _put(out, f"{name}/{k}", v, *anchors)
+            _put(out, f"{name}/MFLOP per word", row["flops_per_word"] / 1e6, *anchors[:1]) if row.get("flops_per_word") else None
             limit = sp.matmul_limit(row)
             if limit:
                 _put(out, f"{name}/matmul limit words per s", limit[0], *anchors)
@@ -480,6 +481,15 @@ def printed_lines():
         if (RESULTS / name).exists():
             record = load(RESULTS / name)
             texts += [table(record) for table in tables]
+    names = ["sweep 1", "sweep 2", "sweep 3 (the record)"]    # the README's tables of three sweeps
+    for name, load, table in (("train_speed", sp.load_train_speed, None),
+                              ("transformer_speed", sp.load_transformer_speed, sp.transformer_speed_markdown)):
+        earlier = [RESULTS / f"{name}_earlier" / f"sweep{i}.json" for i in (1, 2)]
+        if all(p.exists() for p in [*earlier, RESULTS / f"{name}.json"]):
+            records = [load(p) for p in [*earlier, RESULTS / f"{name}.json"]]
+            texts.append(sp.sweeps_markdown(records, names))
+            if table is not None:
+                texts.append(table(records[-1]))
     return frozenset(l.strip() for t in texts for l in t.splitlines() if l.strip())
 
 
