@@ -334,7 +334,8 @@ def sources():
             name = f"{path.relative_to(RESULTS)}/{row['config']} {row['threads']} threads"
             for k, v in (("median ratio", median), ("lowest ratio", lo), ("highest ratio", hi)):
                 _put(out, f"{name}/{k}", v, *anchors)
-            _put(out, f"{name}/MFLOP per word", row["flops_per_word"] / 1e6, *anchors[:1]) if row.get("flops_per_word") else None
+            if row.get("flops_per_word"):
+                _put(out, f"{name}/MFLOP per word", row["flops_per_word"] / 1e6, *anchors[:1])
             limit = sp.matmul_limit(row)
             if limit:
                 _put(out, f"{name}/matmul limit words per s", limit[0], *anchors)
