@@ -28,16 +28,16 @@ number at the precision it is written with. `python tests/record_numbers.py --up
 numbers where the value identifies the source, and lists the rest for a person to pin (an entry
 with "by": "hand") or to mend. What identifies a source, measured by moving each stated number by a
 unit or three of its last digit and counting how often some source still matched
-(`python tests/record_numbers.py --coincidence`; the shares below are of the documents as the ledger
-was built):
+(`python tests/record_numbers.py --coincidence`; the shares below are of the documents when the
+ledger was completed):
 - a pair "a ± b" (a mean and its sd, from one source): matched by value, about 1% coincidences;
 - a single number of 3 or more significant digits: matched by value among the sources the sentence
   names (an arm by its name or the words of its parts, both arms of a comparison, a record by
-  name; `named`), about 7% coincidences at 4 digits and 33% at 3, so 3-digit pins were read by a
+  name; `named`), about 4% coincidences at 4 digits and 23% at 3, so 3-digit pins were read by a
   person and mended where the source was not what the sentence states;
 - a single number of 1 or 2 significant digits (1%, 0.3, 21%) identifies nothing by value: pinned
   automatically only to a setting (a config field the sentence names, a published number beside its
-  paper), where near numbers still match 48% (1 digit) and 8% (2 digits) of the time, and otherwise
+  paper), where near numbers still match 43% (1 digit) and 8% (2 digits) of the time, and otherwise
   by hand; the automatic pins of these were read by a person too.
 """
 from __future__ import annotations
