@@ -76,7 +76,7 @@ def ensure_teacher(name, seed, root=ROOT, corpus=None, echo=None):
     while not finished(folder, config):
         os.makedirs(root, exist_ok=True)
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             if _holder_gone(lock):
                 os.remove(lock)
