@@ -1,6 +1,7 @@
 """Converged teachers, trained once (dkp.study.teachers): a teacher missing is trained by its config's
 recipe from its seed and kept; a second student of the same seed loads it; a lock left by a process
-that is gone is taken over; a config that compresses is no teacher."""
+that is gone (ended on this machine, or silent for hours) is taken over, a fresh one from another
+machine is not; a config that compresses is no teacher."""
 import json
 import os
 import socket
@@ -38,6 +39,13 @@ def test_a_stale_lock_is_taken_over_and_a_compressed_config_is_no_teacher(ptb, t
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid": 2 ** 22 + 12345}))   # no such process
     path = teachers.ensure_teacher("teacher-test", 1, root=str(tmp_path), corpus=ptb)
     assert os.path.isfile(path) and not lock.exists()
+    lock.write_text(json.dumps({"host": "another-machine", "pid": 1}))          # untouched for longer than stale
+    os.utime(lock, (0, 0))
+    os.utime(path, (0, 0))
+    assert teachers.ensure_teacher("teacher-test", 1, root=str(tmp_path), corpus=ptb) == path   # finished: no wait
+    assert teachers._holder_gone(str(lock), path)
+    lock.write_text(json.dumps({"host": "another-machine", "pid": 1}))          # fresh: another machine's live holder
+    assert not teachers._holder_gone(str(lock), path)
     monkeypatch.setitem(CONFIGS, "kp-test", tiny_teacher.with_(name="kp-test", structure="kp", compression=4))
     with pytest.raises(ValueError, match="config 'kp-test' compresses"):
         teachers.ensure_teacher("kp-test", 0, root=str(tmp_path))

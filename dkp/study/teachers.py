@@ -8,8 +8,9 @@ default), training it there first when no finished one is there (resuming a run 
 
 Two processes that need the same missing teacher (two workers of a pool or of a Dask cluster that
 share the folder) train it once: the first takes a lock file, created exclusively; the others wait
-until the teacher is finished, or until the lock's process is gone from this machine (then one of
-them takes over, resuming from the last checkpoint). Workers that do not share the folder each keep
+until the teacher is finished, or until the lock is stale: its process is gone from this machine, or
+(on another machine, or after a restart) neither the lock nor the teacher's checkpoint has changed
+for STALE_SECONDS; then one of them takes over, resuming from the last checkpoint. Workers that do not share the folder each keep
 their own teachers, trained from the same seed: the same model, bit for bit.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dkp.training.loop import train
 ROOT = os.path.join("runs", "teachers")
 PREFIX = "@"                       # config.teacher = "@NAME": the teacher of config NAME for the run's seed
 POLL_SECONDS = 10.0
+STALE_SECONDS = 2 * 3600.0          # no new checkpoint for this long: the lock's holder is gone
 
 
 def teacher_dir(name, seed, root=ROOT):
@@ -45,13 +47,17 @@ def finished(folder, config):
     return len(done.get("valid_ppl", [])) == config.epochs and "final_valid_ppl" in done
 
 
-def _holder_gone(lock):
-    """Whether the process named in the lock file is gone (only knowable on its own machine)."""
+def _holder_gone(lock, checkpoint):
+    """Whether the holder of the lock file is gone: its process has ended on this machine, or
+    nothing (the lock, the teacher's checkpoint) has changed for STALE_SECONDS."""
     try:
         with open(lock) as f:
             holder = json.load(f)
     except (OSError, ValueError):
         return False                               # being written: not gone
+    changed = max(os.path.getmtime(p) for p in (lock, checkpoint) if os.path.exists(p))
+    if time.time() - changed > STALE_SECONDS:
+        return True
     if holder.get("host") != socket.gethostname():
         return False
     try:
@@ -78,7 +84,7 @@ def ensure_teacher(name, seed, root=ROOT, corpus=None, echo=None):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            if _holder_gone(lock):
+            if _holder_gone(lock, path):
                 os.remove(lock)
             else:
                 time.sleep(POLL_SECONDS)
