@@ -18,10 +18,9 @@ the machine, the command and the commit.
 """
 import argparse
 import json
-import os
 import time
 
-from timing import alternating_medians, optional_torch, sweep_rows, timing_arguments
+from timing import alternating_medians, check_sweep, optional_torch, save_sweep, set_blas_threads, sweep_arguments, sweep_rows, timing_arguments
 
 
 
@@ -101,35 +100,22 @@ def sweep(args):
     options = ["--rounds", str(args.rounds), "--reps", str(args.reps)] + (["--products"] if args.products else [])
     rows = sweep_rows(__file__, options)
     from dkp.bench import records
-    print()
-    print(records.lstm_speed_markdown({"rows": rows}))
-    if args.products:
-        print()
-        print(records.lstm_products_markdown({"rows": rows}))
-    if args.json:
-        from dkp.bench.matrices import machine
-        from dkp.core import io
-        io.save_json(args.json, {"benchmark": "lstm_speed", "rounds": args.rounds, "reps": args.reps,
-                                 "products": args.products, "machine": machine(), "rows": rows, **io.provenance()})
-        print(f"wrote {args.json}")
+    tables = [records.lstm_speed_markdown] + ([records.lstm_products_markdown] if args.products else [])
+    save_sweep(args, "lstm_speed", rows, tables, rounds=args.rounds, reps=args.reps, products=args.products)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     timing_arguments(p, "windows")
     p.add_argument("--products", action="store_true", help="also time the layer's matrix products alone")
-    p.add_argument("--sweep", action="store_true", help="small and medium, 1 and 2 threads, one table")
-    p.add_argument("--json", help="with --sweep: write the measurements to this JSON file")
-    p.add_argument("--record", help=argparse.SUPPRESS)   # "-": print one JSON line (what --sweep reads)
+    sweep_arguments(p, "small and medium, 1 and 2 threads, one table")
     args = p.parse_args()
     if args.rounds < 1 or args.reps < 1:
         p.error(f"--rounds and --reps must be >= 1, got {args.rounds} and {args.reps}")
-    if args.json and not args.sweep:
-        p.error("--json needs --sweep")
+    check_sweep(p, args)
     if args.sweep:
         return sweep(args)
-    if args.threads:  # must be set before NumPy loads OpenBLAS
-        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    set_blas_threads(args.threads)                    # before NumPy loads OpenBLAS
     import numpy as np
 
     from dkp.training.configs import get_config

@@ -17,10 +17,9 @@ every measurement with the machine and the command.
 """
 import argparse
 import json
-import os
 import time
 
-from timing import alternating_medians, optional_torch, sweep_rows, timing_arguments
+from timing import alternating_medians, check_sweep, optional_torch, save_sweep, set_blas_threads, sweep_arguments, sweep_rows, timing_arguments
 
 
 def dkp_step(decoder, b, h, y):
@@ -77,32 +76,21 @@ def time_torch(h, y, V, reps):
 def sweep(args):
     """Every (config, threads) of timing.SWEEP in a child process of its own; a table, and --json."""
     rows = sweep_rows(__file__, ["--rounds", str(args.rounds), "--reps", str(args.reps)])
-    from dkp.bench import records
-    print()
-    print(records.softmax_speed_markdown({"rows": rows}))
-    if args.json:
-        from dkp.core import io
-        from dkp.bench.matrices import machine
-        io.save_json(args.json, {"benchmark": "softmax_speed", "rounds": args.rounds, "reps": args.reps,
-                                 "machine": machine(), "rows": rows, **io.provenance()})
-        print(f"wrote {args.json}")
+    from dkp.bench.records import softmax_speed_markdown
+    save_sweep(args, "softmax_speed", rows, [softmax_speed_markdown], rounds=args.rounds, reps=args.reps)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     timing_arguments(p, "steps")
-    p.add_argument("--sweep", action="store_true", help="small and medium, 1 and 2 threads, one table")
-    p.add_argument("--json", help="with --sweep: write the measurements to this JSON file")
-    p.add_argument("--record", help=argparse.SUPPRESS)   # "-": print one JSON line (what --sweep reads)
+    sweep_arguments(p, "small and medium, 1 and 2 threads, one table")
     args = p.parse_args()
     if args.rounds < 1 or args.reps < 1:
         p.error(f"--rounds and --reps must be >= 1, got {args.rounds} and {args.reps}")
-    if args.json and not args.sweep:
-        p.error("--json needs --sweep")
+    check_sweep(p, args)
     if args.sweep:
         return sweep(args)
-    if args.threads:  # must be set before NumPy loads OpenBLAS
-        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    set_blas_threads(args.threads)                    # before NumPy loads OpenBLAS
     import numpy as np
 
     from dkp.training.configs import get_config

@@ -1,6 +1,8 @@
-"""What the PyTorch-referenced benchmark scripts share (train_speed.py, lstm_speed.py,
-softmax_speed.py). It imports neither NumPy nor dkp, so a script can read its options and set the
-BLAS's thread count before NumPy loads it."""
+"""What the PyTorch-referenced benchmark scripts share (train_speed.py, transformer_speed.py,
+lstm_speed.py, softmax_speed.py): alternating rounds, the options, the thread count, and the sweep
+over (config, threads) in child processes with its record. It imports neither NumPy nor dkp at the
+top (save_sweep imports dkp when it runs), so a script can read its options and set the BLAS's
+thread count before NumPy loads it."""
 import json
 import statistics
 import subprocess
@@ -62,3 +64,41 @@ def sweep_rows(script, options, sweep=SWEEP):
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     return rows
+
+
+def sweep_arguments(parser, what):
+    """The options of a script that sweeps (config, threads) in child processes: --sweep (`what`:
+    its help), --json, and the hidden --record each child prints its row with."""
+    import argparse
+    parser.add_argument("--sweep", action="store_true", help=what)
+    parser.add_argument("--json", help="with --sweep: write the measurements to this JSON file")
+    parser.add_argument("--record", help=argparse.SUPPRESS)   # "-": print one JSON line (what --sweep reads)
+
+
+def check_sweep(parser, args):
+    """--json without --sweep would write nothing: an error."""
+    if args.json and not args.sweep:
+        parser.error("--json needs --sweep")
+
+
+def set_blas_threads(threads):
+    """Give the BLAS `threads` threads (0: its default); before NumPy loads it."""
+    import os
+    if threads:
+        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def save_sweep(args, benchmark, rows, tables, **fields):
+    """A sweep's record, {"benchmark", **fields, "machine", "rows", the command and commit}: each of
+    `tables` (a function of the record, returning text) printed, and the record written to args.json
+    when given. Returns the record."""
+    from dkp.bench.matrices import machine
+    from dkp.core import io
+    record = {"benchmark": benchmark, **fields, "machine": machine(), "rows": rows, **io.provenance()}
+    for table in tables:
+        print()
+        print(table(record))
+    if args.json:
+        io.save_json(args.json, record)
+        print(f"wrote {args.json}")
+    return record

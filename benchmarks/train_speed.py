@@ -25,11 +25,10 @@ were nothing but its products, and the share of that limit dkp and PyTorch reach
 """
 import argparse
 import json
-import os
 import statistics
 import time
 
-from timing import alternating_rounds, optional_torch, sweep_rows
+from timing import alternating_rounds, check_sweep, optional_torch, save_sweep, set_blas_threads, sweep_arguments, sweep_rows
 
 
 class PhaseTimer:
@@ -178,16 +177,8 @@ def sweep(args):
     """Every (config, threads) of timing.SWEEP in a child process of its own; a table, and --json."""
     rows = sweep_rows(__file__, ["--steps", str(args.steps), "--rounds", str(args.rounds), "--phases"]
                       + (["--torch"] if args.torch else []))
-    from dkp.core import io
-    from dkp.bench.matrices import machine
     from dkp.bench.records import train_speed_markdown
-    record = {"benchmark": "train_speed", "steps": args.steps, "rounds": args.rounds, "machine": machine(),
-              "rows": rows, **io.provenance()}
-    print()
-    print(train_speed_markdown(record))
-    if args.json:
-        io.save_json(args.json, record)
-        print(f"wrote {args.json}")
+    save_sweep(args, "train_speed", rows, [train_speed_markdown], steps=args.steps, rounds=args.rounds)
 
 
 def main():
@@ -207,16 +198,14 @@ def main():
                    help="also time the LSTM's reference path (no fast path), and print the ratio")
     p.add_argument("--doping", type=float, default=0.0, help="final density of S, with --structure kp|lmf|hmd")
     p.add_argument("--rounds", type=int, default=1, help="alternating timings of dkp and torch; medians (default 1)")
-    p.add_argument("--sweep", action="store_true", help="small and medium, 1 and 2 threads, one table")
-    p.add_argument("--json", help="with --sweep: write the measurements to this JSON file")
-    p.add_argument("--record", help=argparse.SUPPRESS)   # "-": print one JSON line (what --sweep reads)
+    sweep_arguments(p, "small and medium, 1 and 2 threads, one table")
     args = p.parse_args()
     if args.rounds < 1:
         p.error(f"--rounds must be >= 1, got {args.rounds}")
+    check_sweep(p, args)
     if args.sweep:
         return sweep(args)
-    if args.threads:  # must be set before NumPy loads OpenBLAS
-        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    set_blas_threads(args.threads)                    # before NumPy loads OpenBLAS
     from dkp.training.configs import get_config
     config = get_config(args.config)
     print(f"config {args.config}: {config.layers} x {config.hidden}, batch {config.batch}, bptt {config.bptt}, "

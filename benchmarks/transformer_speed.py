@@ -34,11 +34,10 @@ above 1: dkp is faster. PyTorch is never a dependency of dkp; without it, only d
 """
 import argparse
 import json
-import os
 import statistics
 import time
 
-from timing import alternating_rounds, optional_torch, sweep_rows
+from timing import alternating_rounds, check_sweep, optional_torch, save_sweep, set_blas_threads, sweep_arguments, sweep_rows
 
 PROMPT = 8   # tokens of the generation's prompt
 
@@ -376,16 +375,8 @@ def sweep(args):
     options = ["--steps", str(args.steps), "--rounds", str(args.rounds), "--gen-tokens", str(args.gen_tokens),
                "--torch-attention", args.torch_attention, "--phases"]
     rows = sweep_rows(__file__, options, sweep=[(args.config, 1), (args.config, 2)])
-    from dkp.bench.matrices import machine
-    from dkp.core import io
-    record = {"benchmark": "transformer_speed", "steps": args.steps, "rounds": args.rounds, "machine": machine(),
-              "rows": rows, **io.provenance()}
     from dkp.bench.records import transformer_speed_markdown
-    print()
-    print(transformer_speed_markdown(record))
-    if args.json:
-        io.save_json(args.json, record)
-        print(f"wrote {args.json}")
+    save_sweep(args, "transformer_speed", rows, [transformer_speed_markdown], steps=args.steps, rounds=args.rounds)
 
 
 def main():
@@ -399,19 +390,15 @@ def main():
     p.add_argument("--torch-attention", default="sdpa", choices=["sdpa", "explicit"],
                    help="PyTorch's attention: scaled_dot_product_attention (default) or written out")
     p.add_argument("--phases", action="store_true", help="also print the share of dkp's step in each of its parts")
-    p.add_argument("--sweep", action="store_true", help="the config with 1 and with 2 threads, one table")
-    p.add_argument("--json", help="with --sweep: write the measurements to this JSON file")
-    p.add_argument("--record", help=argparse.SUPPRESS)   # "-": print one JSON line (what --sweep reads)
+    sweep_arguments(p, "the config with 1 and with 2 threads, one table")
     args = p.parse_args()
     if args.rounds < 1 or args.steps < 1 or args.gen_tokens < 1:
         p.error(f"--rounds, --steps and --gen-tokens must be >= 1, got {args.rounds}, {args.steps} and "
                 f"{args.gen_tokens}")
-    if args.json and not args.sweep:
-        p.error("--json needs --sweep")
+    check_sweep(p, args)
     if args.sweep:
         return sweep(args)
-    if args.threads:  # must be set before NumPy loads OpenBLAS
-        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    set_blas_threads(args.threads)                    # before NumPy loads OpenBLAS
     from dkp.training.configs import get_config
     config = get_config(args.config)
     print(f"config {args.config}: {config.layers} blocks x {config.hidden}, {config.heads} heads, batch "
