@@ -25,3 +25,12 @@ def corpus_dir(tmp_path):
         (tmp_path / f"ptb.{split}.txt").write_text(text)
     return tmp_path
 
+
+
+@pytest.fixture
+def close_figures():
+    """Close every matplotlib figure a test opened (for the figure tests: `pytestmark =
+    pytest.mark.usefixtures("close_figures")`)."""
+    yield
+    import matplotlib.pyplot as plt
+    plt.close("all")

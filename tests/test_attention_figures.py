@@ -6,7 +6,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from readable import assert_readable  # noqa: E402
@@ -17,10 +16,7 @@ from dkp.course.figures.attention import (draw_transformer_block, plot_attention
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "<eos>"]
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("close_figures")      # every figure closed after its test (conftest.py)
 
 
 def test_the_block_names_its_branches_and_the_tied_softmax():

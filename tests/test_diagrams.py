@@ -5,7 +5,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from readable import assert_readable  # noqa: E402
@@ -17,10 +16,7 @@ def texts(ax):
     return " ".join(t.get_text() for t in ax.texts)
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("close_figures")      # every figure closed after its test (conftest.py)
 
 
 def test_the_lstm_cell_names_the_four_gates_and_the_state():
