@@ -339,13 +339,9 @@ def measure(args, config):
             "flops_per_word": step_flops_per_word(config, V), "matmul_gflops": rate}
 
 
-def fmt_rate(v):
-    return "-" if v is None else f"{v:,.0f}"
-
-
 def report(config_name, config, m):
     """A single run's lines."""
-    from dkp.bench.records import fmt_ratio, matmul_limit, paired_ratio
+    from dkp.bench.records import fmt_rate, fmt_ratio, matmul_limit, paired_ratio
     g, n = m["generation"], m["generation_tokens"]
     if m["first_loss"]:
         print(f"first window without dropout, the same parameters: loss dkp {m['first_loss']['dkp']:.6f}, "

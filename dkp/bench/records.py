@@ -285,7 +285,8 @@ def load_transformer_speed(path):
     return _load_record(path, "a transformer-speed", ("config", "threads", "dkp", "torch", "generation", "rounds"))
 
 
-def _rate(v):
+def fmt_rate(v):
+    """A rate (words or tokens per second) as the tables print it: '3,660'; '-' for None."""
     return "-" if v is None else f"{v:,.0f}"
 
 
@@ -299,9 +300,9 @@ def transformer_speed_markdown(record):
              "|---|---|---|---|---|---|---|---|"]
     for r in record["rows"]:
         g = r["generation"]
-        lines.append(f"| {r['config']} | {r['threads']} | {_rate(r['dkp'])} | {_rate(r['torch'])} | "
-                     f"{fmt_ratio(paired_ratio(r))} | {_rate(g['dkp_cache'])} | {_rate(g['dkp_full'])} | "
-                     f"{_rate(g['torch_full'])} |")
+        lines.append(f"| {r['config']} | {r['threads']} | {fmt_rate(r['dkp'])} | {fmt_rate(r['torch'])} | "
+                     f"{fmt_ratio(paired_ratio(r))} | {fmt_rate(g['dkp_cache'])} | {fmt_rate(g['dkp_full'])} | "
+                     f"{fmt_rate(g['torch_full'])} |")
     rows = [r for r in record["rows"] if r.get("phases")]
     if rows:
         lines += ["", "| config | threads | " + " | ".join(TRANSFORMER_PHASES) + " |",
