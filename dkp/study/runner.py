@@ -19,8 +19,8 @@ from dkp.compression.quantize import quantize_model, quantized_bytes
 from dkp.core import io
 from dkp.core.data import load_corpus
 from dkp.study import executors, teachers
-from dkp.study.catalog import (QUICK_WHOLE_TOKENS, SCALES, SEARCH, WHOLE, default_out, experiment_arms, group,
-                                lstm_size, planned_seeds, quick)
+from dkp.study.catalog import (QUICK_WHOLE_TOKENS, SCALES, SEARCH, TEACHER_OF, TRANSFORMER, WHOLE, default_out, experiment_arms,
+                                group, lstm_size, planned_seeds, quick, quick_transformer, size_against_teacher)
 from dkp.study.probes import (CMATracker, LossTrace, PerplexityProbe, SwitchProbe, cma_point, perplexity,
                                     perplexity_s_pruned)
 from dkp.study.records import mean_sd
@@ -69,7 +69,7 @@ def run_dir(out, config, seed):
     return os.path.join(out, "models", f"{config.name}-{key}-seed{seed}")
 
 
-def run_one(config_dict, seed, probes=None, label=None, keep=None):
+def run_one(config_dict, seed, probes=None, label=None, keep=None, teacher_root=teachers.ROOT):
     """Train one arm for one seed (in a worker process) and return its record. Doped arms record
     the CMA diagnostics along the anneal and at the end, whatever the experiment, so that a run can
     serve every experiment that has the same arm. `probes` (default COURSE_PROBES; the search
@@ -77,11 +77,11 @@ def run_one(config_dict, seed, probes=None, label=None, keep=None):
     starting with it (on a Dask worker, in the terminal of the client that asked for the run). With
     `keep` (a directory), the trained model is kept in run_dir(keep, config, seed). A config whose
     teacher is "@NAME" starts from the teacher of config NAME for this seed, trained once
-    (`dkp.study.teachers`)."""
+    (`dkp.study.teachers`) and kept under `teacher_root`."""
     probes = {**COURSE_PROBES, **(probes or {})}
     config = Config.from_dict(config_dict)
     corpus = load_corpus(level=config.level)
-    config = teachers.resolve(config, seed, corpus=corpus, echo=None if label is None else _labelled_echo(label))
+    config = teachers.resolve(config, seed, root=teacher_root, corpus=corpus, echo=None if label is None else _labelled_echo(label))
     trainer = Trainer(config, seed=seed, corpus=corpus, progress=False,
                       out=None if keep is None else run_dir(keep, config, seed),
                       echo=None if label is None else _labelled_echo(label))
@@ -192,22 +192,30 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
     jobs = jobs or os.cpu_count() or 1
     out = out or default_out(name)
     configs = experiment_arms(name, scale)
-    if name in SEARCH:
+    if name in SEARCH or name == "transformer-cma":      # the search's probes (M1-M6)
         probes = QUICK_SEARCH_PROBES if quick_mode else SEARCH_PROBES
     else:
         probes = QUICK_COURSE_PROBES if quick_mode else None
-    if name in WHOLE:   # the whole model's table has an int8 column
+    if name in WHOLE or name in TRANSFORMER:   # their tables have an int8 column
         probes = {**(probes or {}), "quantize_bits": 8}
     if only:
         unknown = set(only) - set(configs)
         if unknown:
             raise ValueError(f"unknown arm(s) {sorted(unknown)} of {name}; arms: {sorted(configs)}")
         configs = {k: v for k, v in configs.items() if k in only}
-    if quick_mode:
+    if quick_mode and name in TRANSFORMER:
+        configs = {k: quick_transformer(v) for k, v in configs.items()}
+    elif quick_mode:
         configs = {k: quick(v) for k, v in configs.items()}
         if name in WHOLE:
             configs = {k: v.with_(train_tokens=QUICK_WHOLE_TOKENS) for k, v in configs.items()}
     reference_hidden = quick(SCALES[scale]["base"]).hidden if quick_mode else SCALES[scale]["base"].hidden
+    # the --quick runs' teachers are shrunk ones, kept beside their results; the study's under runs/teachers
+    teacher_root = os.path.join(out, "teachers") if quick_mode else teachers.ROOT
+
+    def refresh(arm):
+        _refresh(result["arms"][arm], reference_hidden, size_against_teacher(name, quick_mode) if name in TEACHER_OF
+                 else None)
     path = os.path.join(out, f"{name}{'-quick' if quick_mode else ''}.json")
     result = _load_previous(path, name, scale, quick_mode)
     result.update(io.provenance())
@@ -228,7 +236,7 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
     t0 = time.perf_counter()
     for arm in configs:
         if result["arms"][arm]["runs"]:
-            _refresh(result["arms"][arm], reference_hidden)
+            refresh(arm)
     bar = _runs_bar(name, len(todo)) if progress and todo else None
     say = bar.write if bar is not None else print
 
@@ -239,7 +247,7 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
     def store(arm, record):
         entry = result["arms"][arm]
         entry["runs"].append(record)
-        _refresh(entry, reference_hidden)
+        refresh(arm)
         io.save_json(path, result)
         if record.get("diverged"):
             tell(arm, record["seed"], record["diverged"])
@@ -250,7 +258,8 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
 
     failed = []
     calls = {(arm, seed): (run_one, (configs[arm].to_dict(), seed, probes,
-                                     f"{name}/{arm} seed {seed}" if progress else None, out if keep_models else None))
+                                     f"{name}/{arm} seed {seed}" if progress else None, out if keep_models else None,
+                                     teacher_root))
              for arm, seed in todo}
     with (nullcontext(executor) if executor is not None
           else executors.executor(jobs if len(todo) > 1 else 1, scheduler if todo else None, echo=say)) as pool:
@@ -286,10 +295,14 @@ def _runs_bar(name, total):
     return tqdm(total=total, desc=name, unit="run", dynamic_ncols=True, smoothing=0)
 
 
-def _refresh(entry, reference_hidden):
+def _refresh(entry, reference_hidden, size=None):
+    """An arm's entry after a run landed: its runs in seed order, its size (`size(run)` of its first
+    run, else the LSTM gate matrices' against `reference_hidden`) and its summary."""
     entry["runs"].sort(key=lambda r: r["seed"])
     entry["seeds"] = [r["seed"] for r in entry["runs"]]
-    entry.update(lstm_size(entry["runs"][0]["layers"], reference_hidden), summary=summarize(entry["runs"]))
+    first = entry["runs"][0]
+    measured = size(first) if size is not None and first.get("model") else lstm_size(first["layers"], reference_hidden)
+    entry.update(measured, summary=summarize(entry["runs"]))
 
 
 def _key(config_dict):

@@ -21,8 +21,8 @@ import socket
 import time
 
 from dkp.core import io
+from dkp.study.catalog import quick_teacher
 from dkp.training.checkpoint import CHECKPOINT
-from dkp.training.configs import get_config
 from dkp.training.loop import train
 
 ROOT = os.path.join("runs", "teachers")
@@ -72,7 +72,7 @@ def _holder_gone(lock, checkpoint):
 def ensure_teacher(name, seed, root=ROOT, corpus=None, echo=None):
     """The checkpoint path of the teacher of config `name` for `seed` under `root`, trained first when
     no finished one is there (see the module docstring)."""
-    config = get_config(name)
+    config = quick_teacher(name)      # NAME, or NAME-quick: the --quick runs' shrunk teacher
     if config.structure != "dense" or config.vocab_structure != "dense" or config.teacher or config.dense_warmup:
         raise ValueError(f"a teacher is a dense model trained by its config's full recipe; config {name!r} "
                          f"compresses")
