@@ -161,19 +161,21 @@ def main(argv=None):
     p.add_argument("--splits", nargs="+", default=["valid", "test"], choices=["train", "valid", "test"])
     p.set_defaults(func=_eval)
 
-    from dkp.study.catalog import ALL, EXPERIMENTS, SEARCH, WHOLE
+    from dkp.study.catalog import ALL, EXPERIMENTS, SEARCH, TRANSFORMER, WHOLE
     p = sub.add_parser("experiment", help="run a named experiment over seeds and write its JSON",
                        description="Run every arm of a named experiment over seeds; write OUT/NAME.json. "
                                    "The course's experiments: " + ", ".join(EXPERIMENTS) + "; the co-matrix "
                                    "adaptation search's (data/results/cma-search/PLAN.md): " + ", ".join(SEARCH)
                                    + "; the whole model's (embedding and softmax too, from a teacher): "
-                                   + ", ".join(WHOLE))
+                                   + ", ".join(WHOLE) + "; the transformer study's (Kronecker transformers and "
+                                   "converged teachers, data/results/transformer/PLAN.md): " + ", ".join(TRANSFORMER))
     p.add_argument("name", choices=ALL)
     p.add_argument("--seeds", type=int, help="seeds 0..N-1 per arm (default: the plan's, 3; 9 for cmr-replication "
                                              "and 6 for cma-long-replication)")
     p.add_argument("--quick", action="store_true", help="a short version on a slice of PTB (CI, notebooks)")
     p.add_argument("--scale", default="course", choices=["course", "paper"],
-                   help="course: the laptop scale (default); paper: medium 2 x 650 at 25x")
+                   help="course: the laptop scale (default); paper: medium 2 x 650 at 25x (not for the "
+                        "transformer study's families, whose plan fixes their one scale)")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs in parallel, one BLAS thread each (default 1; 0: one per core)")
     p.add_argument("--scheduler", metavar="ADDRESS",
@@ -183,8 +185,8 @@ def main(argv=None):
     p.add_argument("--arms", nargs="+", help="run only these arms")
     p.add_argument("--keep-models", action="store_true",
                    help="keep each run's trained model (checkpoint.npz, metrics.json) under OUT/models/")
-    p.add_argument("--out", help="output directory (default data/results; data/results/cma-search for the "
-                                 "search's experiments)")
+    p.add_argument("--out", help="output directory (default data/results; data/results/cma-search, "
+                                 "data/results/whole-model and data/results/transformer for those studies' families)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_experiment)
 

@@ -387,9 +387,10 @@ def quick_transformer(config):
 QUICK_SUFFIX = "-quick"
 
 
-# The transformer families' teacher, against whose dense model their arms' whole-model compression
-# is counted (lstm-converged counts the LSTM gate matrices' against the course's, as every LSTM study)
-TEACHER_OF = {"kron-transformer": "transformer-course", "transformer-cma": "transformer-course"}
+# Each family's teacher, against whose dense model its arms' whole-model compression is counted (the
+# LSTM's gate matrices are counted against the teacher's too, as every LSTM study counts them)
+TEACHER_OF = {"kron-transformer": "transformer-course", "transformer-cma": "transformer-course",
+              "lstm-converged": "small"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -402,15 +403,19 @@ def _teacher_report(name, vocab_size):
 def size_against_teacher(name, quick_mode=False):
     """A function of a run's record giving the whole model's parameters and bytes (embedding
     included, S's non-zeros counted) and its compression against the teacher of family `name`
-    stored dense (parameters and bytes), the teacher's parameter count beside them."""
+    stored dense (parameters and bytes), the teacher's parameter count beside them; for an LSTM also
+    its gate matrices' compression against the teacher's (`gate_compression`)."""
     teacher = TEACHER_OF[name] + (QUICK_SUFFIX if quick_mode else "")
 
     def size(run):
         n_params, n_bytes = run["model"]["n_params"], run["model"]["n_bytes"]
         vocab_size = next(p["shape"][0] for p in run["model"]["parts"] if p["part"] == "embed")
         report = _teacher_report(teacher, vocab_size)
-        return {"n_params": int(n_params), "n_bytes": int(n_bytes), "teacher_params": int(report["n_params"]),
-                "compression": report["n_params"] / n_params, "byte_compression": report["n_bytes"] / n_bytes}
+        out = {"n_params": int(n_params), "n_bytes": int(n_bytes), "teacher_params": int(report["n_params"]),
+               "compression": report["n_params"] / n_params, "byte_compression": report["n_bytes"] / n_bytes}
+        if quick_teacher(teacher).model == "lstm":
+            out["gate_compression"] = lstm_size(run["layers"], quick_teacher(teacher).hidden)["compression"]
+        return out
     return size
 
 

@@ -76,7 +76,7 @@ def run_values(run, config=None, hold_run=None):
 
 def _whole_values(run):
     parts = {p["part"]: p for p in run["model"]["parts"]}
-    vocab = [parts[k] for k in VOCAB_PARTS]
+    vocab = [parts[k] for k in VOCAB_PARTS if k in parts]    # a tied softmax has no "dec"
     dense_bytes = 4 * sum(p["dense_params"] for p in parts.values())     # the float32 dense model
     out = {"compression": run["model"]["compression"], "n_params": run["model"]["n_params"],
            "n_bytes": run["model"]["n_bytes"],

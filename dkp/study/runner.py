@@ -185,6 +185,9 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
         raise ValueError(f"seeds must be a positive integer, got {seeds}")
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}")
+    if name in TRANSFORMER and scale != "course":
+        raise ValueError(f"scale {scale!r} does not apply to {name}: the transformer study's plan fixes its one scale "
+                         f"(data/results/transformer/PLAN.md); leave --scale out")
     if jobs < 0:
         raise ValueError(f"jobs must be >= 0 (0: one per core), got {jobs}")
     if executor is not None and not callable(getattr(executor, "submit", None)):

@@ -1,0 +1,124 @@
+"""Kronecker transformers and converged teachers (data/results/transformer/PLAN.md), declared: T1-T9
+(the Kronecker transformer from a converged teacher, distilled layer by layer, against a
+DistilGPT2-style student; doping and co-matrix adaptation in a transformer) and L1-L2 (doped KP
+LSTMs from a converged teacher, with and without distillation).
+
+What the plan reads of each run (`dkp.study.metrics.run_values`): the final validation perplexity
+("valid"), the teacher's validation perplexity at the switch ("switch_before", step 0: the
+checkpoint the student starts from), the whole model's compression and parameters, the search's
+M1, M4 and M6 for `transformer-cma`. `headline(verdicts)` gives the sentences the plan fixed for
+each outcome.
+"""
+from __future__ import annotations
+
+from dkp.study import catalog
+from dkp.study.engine import All, Any, Compare, EveryRun, Hypothesis, Ref
+from dkp.study.plans.cma_search import fix, rises
+from dkp.study.report import Column, Study
+
+K, C, L = catalog.TRANSFORMER                    # kron-transformer, transformer-cma, lstm-converged
+BEST_AT = 8.0                                    # T7: whole-model compression (parameters) of at least this ...
+WITHIN = 0.10                                    # ... ending within this of the teacher's validation perplexity
+SAME_SIZE = 0.10                                 # T4 is decided only if the two students' sizes are this close
+S_OFF = 0.05                                     # T8: switching S off at the end costs more than this
+
+
+def lower(family, b, a, metric="valid", label=None):
+    return Compare(Ref(family, b, metric), Ref(family, a, metric), "lower", label=label or f"{b} vs {a}")
+
+
+def teacher_ppl():
+    """The teachers' validation perplexities, seed by seed: what the students of `kp-teacher-full`
+    measured at step 0 before compressing (every student of a seed starts from the same teacher)."""
+    return Ref(K, "kp-teacher-full", "switch_before")
+
+
+def within_teacher(arm):
+    """`arm` at BEST_AT x or more (every run) ending within WITHIN of the teachers' mean perplexity."""
+    return All((EveryRun((Ref(K, arm, "compression"),), ">=", BEST_AT, label=f"{arm} at {BEST_AT:g}x or more"),
+                Compare(Ref(K, arm, "valid"), teacher_ppl(), "within", WITHIN, label=f"{arm} against the teacher")),
+               label=arm)
+
+
+def same_size(b, a):
+    """Two arms' parameter counts within SAME_SIZE of each other, both ways."""
+    return All((Compare(Ref(K, b, "n_params"), Ref(K, a, "n_params"), "within", SAME_SIZE, label=f"{b} / {a} - 1"),
+                Compare(Ref(K, a, "n_params"), Ref(K, b, "n_params"), "within", SAME_SIZE, label=f"{a} / {b} - 1")),
+               label="parameters within 10%")
+
+
+def hypotheses():
+    return [
+        Hypothesis("T1", "the teacher's start: kp-teacher ends lower than kp-scratch, full budget",
+                   lower(K, "kp-teacher-full", "kp-scratch-full")),
+        Hypothesis("T2", "ILKD on the light budget: kp-teacher-ilkd ends lower than kp-teacher",
+                   lower(K, "kp-teacher-ilkd-light", "kp-teacher-light")),
+        Hypothesis("T3", "ILKD on the full budget: kp-teacher-ilkd ends lower than kp-teacher",
+                   lower(K, "kp-teacher-ilkd-full", "kp-teacher-full")),
+        Hypothesis("T4", "KnGPT2 against DistilGPT2: the Kronecker student with ILKD (rank 2, 2x on the blocks) ends "
+                         "lower than the half-depth dense student distilled on the logits, light budget, at about "
+                         "the same parameter count",
+                   All((same_size("kp-teacher-ilkd-matched-light", "distil-half-light"),
+                        lower(K, "kp-teacher-ilkd-matched-light", "distil-half-light"))),
+                   reported=(Compare(Ref(K, "kp-teacher-ilkd-matched-full", "valid"), Ref(K, "distil-half-full", "valid"),
+                                     "lower", label="the same on the full budget"),)),
+        Hypothesis("T5", "doping in a transformer: doped-teacher ends lower than kp-teacher, full budget",
+                   lower(K, "doped-teacher-full", "kp-teacher-full"),
+                   reported=(lower(K, "doped-teacher-light", "kp-teacher-light", label="the same on the light budget"),)),
+        Hypothesis("T6", "ILKD with doping: doped-teacher-ilkd ends lower than doped-teacher, full budget",
+                   lower(K, "doped-teacher-ilkd-full", "doped-teacher-full")),
+        Hypothesis("T7", f"some student at {BEST_AT:g}x or more of whole-model compression (parameters) ends within "
+                         f"{WITHIN:.0%} of its teacher's validation perplexity",
+                   Any(tuple(within_teacher(arm) for arm in catalog.transformer_arms(K)))),
+        Hypothesis("T8", "co-matrix adaptation in a transformer: a late anneal raises the slice perplexity while S "
+                         "is sparsified (M1 above hold's over the same interval) and at the end switching S off "
+                         f"costs more than {S_OFF:.0%} (M4)",
+                   All((Compare(Ref(C, "late", "M1"), Ref(C, "hold", "M1"), "higher", label="late M1 vs hold's"),
+                        Compare(Ref(C, "late", "M4"), S_OFF, "higher", label=f"late M4 above {S_OFF:.0%}"))),
+                   reported=(rises(C, "late", label="late M1 (its end against its start)"),)),
+        Hypothesis("T9", "co-matrix dropout fixes co-matrix adaptation in a transformer: lowers M1 or M6 beyond the "
+                         "spread without raising M3", fix(C, "late-output-p0.3", "late")),
+        Hypothesis("L1", "ILKD from a converged LSTM teacher: doped-kp-teacher-ilkd ends lower than doped-kp-teacher, "
+                         "course budget",
+                   lower(L, "doped-kp-teacher-ilkd-course", "doped-kp-teacher-course"),
+                   reported=(lower(L, "doped-kp-teacher-ilkd-light", "doped-kp-teacher-light",
+                                   label="the same on the light budget"),)),
+        Hypothesis("L2", "the KL alone from a converged LSTM teacher: doped-kp-teacher-kl ends lower than "
+                         "doped-kp-teacher, course budget",
+                   lower(L, "doped-kp-teacher-kl-course", "doped-kp-teacher-course"),
+                   reported=(lower(L, "doped-kp-teacher-kl-light", "doped-kp-teacher-light",
+                                   label="the same on the light budget"),)),
+    ]
+
+
+def teacher_lines(rec):
+    """The teachers' validation perplexities, as each family's students measured them at step 0 (the
+    first arm whose runs start from the whole teacher), seed by seed."""
+    from dkp.study.records import stats
+    from dkp.study.report import fmt
+    lines = []
+    for family, name in catalog.TEACHER_OF.items():
+        if family == C or family not in rec.results:        # transformer-cma's teachers are kron-transformer's
+            continue
+        for arm, entry in rec.results[family]["arms"].items():
+            runs = [r for r in rec.runs(family, arm) or [] if r.get("switch")]
+            if runs and not entry["config"].get("teacher_blocks"):
+                values = [r["switch"]["valid_ppl_before"] for r in runs]
+                lines.append(f"- `{name}`, seeds {', '.join(str(r['seed']) for r in runs)} (as `{family}/{arm}` "
+                             f"measured them): validation perplexity {fmt(stats(values), 2)}")
+                break
+    return ["### The teachers", "", *lines, ""] if lines else []
+
+
+STUDY = Study(
+    name="transformer", families=(K, C, L),
+    columns=(Column("parameters", "n_params", 0, per_arm=True), Column("whole model x (params)", "compression", 1,
+                                                                      per_arm=True),
+             Column("x (bytes)", "byte_compression", 1, per_arm=True),
+             Column("gate matrices x", "gate_compression", 1, per_arm=True),
+             Column("valid ppl right after the switch", "switch_after", 1), Column("final valid ppl", "valid"),
+             Column("test ppl", "test"), Column("M1 rise", "M1", 1), Column("M4 S off", "M4", 1, 100, "%"),
+             Column("int8: ppl cost", "int8_cost", 2, 100, "%")),
+    hypotheses=hypotheses, control=(C, "hold"), sections=(teacher_lines,))
+
+__all__ = ["STUDY", "hypotheses"]

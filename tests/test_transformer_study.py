@@ -1,0 +1,199 @@
+"""The transformer study (data/results/transformer/PLAN.md) as the catalog builds it and the plan
+decides it: the arms' factor shapes, budgets and sizes as the plan states them; the --quick runs
+from shrunk teachers, end to end; the verdicts T4 and T7 under the rule, on made-up records."""
+import copy
+import os
+
+import numpy as np
+import pytest
+
+from dkp.compression import structures
+from dkp.study import catalog, report, runner
+from dkp.study.engine import evaluate
+from dkp.study.plans import STUDIES, transformer
+from dkp.study.records import Records
+from dkp.training.configs import get_config
+from dkp.training.evaluate import layer_report, model_report
+from dkp.training.loop import build_model
+
+K, C, L = catalog.TRANSFORMER
+V = 10_000
+
+
+def arms(name=K):
+    return catalog.transformer_arms(name)
+
+
+def compressed(config):
+    """The student `config` trains, built as the switch leaves it (without the teacher's start)."""
+    return build_model(config.with_(teacher="", teacher_blocks="", distill_kl=0.0, distill_hidden=0.0,
+                                    distill_embed=0.0, distill_attn=0.0), V, 0)
+
+
+def end_params(config):
+    """The whole model's parameters once S (if any) is annealed to its final density."""
+    model = compressed(config)
+    for W in model.matrices.values():
+        if hasattr(W, "set_density"):
+            W.set_density(config.doping)
+    return model_report(model)["n_params"]
+
+
+def test_every_arm_on_both_budgets_and_the_light_budget_is_a_tenth_of_one_epoch():
+    a = arms()
+    names = {"kp-scratch", "kp-teacher", "kp-teacher-ilkd", "doped-teacher", "doped-teacher-ilkd",
+             "kp-teacher-ilkd-matched", "distil-half"}
+    assert set(a) == {f"{n}-full" for n in names} | {f"{n}-light" for n in names - {"kp-scratch"}}
+    teacher = get_config("transformer-course")
+    for name, c in a.items():
+        assert c.model == "transformer" and (c.hidden, c.heads, c.block_size) == (teacher.hidden, teacher.heads,
+                                                                                  teacher.block_size)
+        assert (c.optimizer, c.lr, c.weight_decay, c.lr_schedule) == ("adamw", 2e-3, 0.1, "cosine")
+        assert c.teacher == ("" if name == "kp-scratch-full" else "@transformer-course")
+        if name.endswith("-light"):
+            assert (c.train_tokens, c.epochs, c.warmup_steps) == (92_959, 1, 3)
+            assert (c.anneal_start, c.anneal_end) == ((0.1, 0.75) if c.doping else (0.0, 1.0))
+        else:
+            assert (c.train_tokens, c.epochs, c.warmup_steps) == (0, 3, 100)
+            assert (c.anneal_start, c.anneal_end) == pytest.approx((0.3, 2.25) if c.doping else (0.0, 1.0))
+    ilkd = a["kp-teacher-ilkd-full"]
+    assert (ilkd.distill_embed, ilkd.distill_attn, ilkd.distill_hidden, ilkd.distill_kl) == (1.0, 1.0, 1.0, 1.0)
+    half = a["distil-half-full"]
+    assert (half.layers, half.teacher_blocks, half.distill_kl, half.distill_hidden) == (2, "0,2", 1.0, 0.0)
+
+
+def test_the_high_compression_has_the_plans_factor_shapes_and_passes_8x():
+    c = arms()["kp-teacher-full"]
+    model = compressed(c)
+
+    def factors(W):
+        return W.params["A"].shape[1:], W.params["B"].shape[1:]
+    shapes = {name.split(".", 2)[-1]: factors(W) for name, W in model.matrices.items() if ".0." in name}
+    assert shapes == {"attn.qkv": ((64, 64), (6, 2)), "attn.proj": ((32, 32), (4, 4)),
+                      "mlp.fc": ((64, 64), (8, 2)), "mlp.proj": ((64, 64), (2, 8))}
+    assert factors(model.matrices["embed"]) == ((V, 8), (1, 16))
+    teacher = model_report(build_model(get_config("transformer-course"), V, 0))["n_params"]
+    assert teacher == 2_091_536
+    for arm in ("kp-scratch-full", "kp-teacher-full", "doped-teacher-full", "doped-teacher-ilkd-light"):
+        assert teacher / end_params(arms()[arm]) >= 8.0, arm
+    doped = compressed(arms()["doped-teacher-full"]).matrices["blocks.0.attn.qkv"]
+    assert isinstance(doped.structured, structures.Kronecker) and factors(doped) == ((64, 64), (6, 2))  # kp's, S on top
+
+
+def test_the_matched_student_and_the_half_depth_student_have_about_the_same_size():
+    matched, half = (end_params(arms()[a]) for a in ("kp-teacher-ilkd-matched-full", "distil-half-full"))
+    assert abs(matched / half - 1) < 0.10
+    W = compressed(arms()["kp-teacher-ilkd-matched-full"]).matrices["blocks.0.attn.proj"]
+    assert W.params["A"].shape == (2, 64, 64) and W.params["B"].shape == (2, 2, 2)      # rank 2, B 2 x 2
+
+
+def test_the_cma_and_lstm_families():
+    cma = arms(C)
+    assert set(cma) == {"late", "late-output-p0.3", "hold"}
+    assert (cma["late"].anneal_start, cma["late"].anneal_end, cma["late"].epochs) == pytest.approx((2.25, 2.5, 3))
+    assert cma["late-output-p0.3"].cmr_p == 0.3 and not cma["hold"].anneal_s
+    lstm = arms(L)
+    assert set(lstm) == {f"doped-kp-teacher{x}-{b}" for x in ("", "-ilkd", "-kl") for b in ("light", "course")}
+    course = catalog.arms("doping")["doped-kp"]
+    for name, c in lstm.items():
+        assert c.teacher == "@small" and (c.hidden, c.compression, c.doping) == (200, 20.0, 0.01)
+        expect = (92_959, 1, 0.1, 0.75) if name.endswith("light") else (
+            course.train_tokens, course.epochs, course.anneal_start, course.anneal_end)
+        assert (c.train_tokens, c.epochs, c.anneal_start, c.anneal_end) == expect
+    assert (lstm["doped-kp-teacher-kl-course"].distill_kl, lstm["doped-kp-teacher-kl-course"].distill_hidden) == (1.0, 0.0)
+    with pytest.raises(ValueError, match="transformer family must be one of"):
+        catalog.transformer_arms("kron")
+    with pytest.raises(ValueError, match="scale 'paper' does not apply to kron-transformer"):
+        runner.run_experiment(K, scale="paper", out="unused")
+
+
+def test_quick_arms_and_teachers_are_shrunk_alike():
+    q = catalog.quick_transformer(arms()["kp-teacher-light"])
+    t = catalog.quick_teacher("transformer-course-quick")
+    assert q.teacher == "@transformer-course-quick" and q.hidden == t.hidden == 32 and t.layers == 4
+    assert q.train_tokens == 5_000 and t.train_tokens == catalog.QUICK_WHOLE_TOKENS and t.epochs == 3
+    assert catalog.quick_teacher("small-quick").epochs == 3 and catalog.quick_teacher("small") == get_config("small")
+
+
+@pytest.fixture(scope="module")
+def quick_runs():
+    """Two light arms, one seed, of kron-transformer --quick, from the shrunk teacher trained once,
+    in the session's shared quick folder (where notebook 12 finds them)."""
+    out = runner.quick_results_dir()
+    result = runner.run_experiment(K, seeds=1, quick_mode=True, out=out, progress=False,
+                                   only=["kp-teacher-light", "doped-teacher-light"])
+    return out, result
+
+
+def test_quick_runs_record_their_size_against_the_teacher_and_report(quick_runs):
+    out, result = quick_runs
+    assert os.path.isfile(os.path.join(out, "teachers", "transformer-course-quick-seed0", "checkpoint.npz"))
+    teacher = model_report(build_model(catalog.quick_teacher("transformer-course-quick"), V, 0))["n_params"]
+    for arm, entry in result["arms"].items():
+        run = entry["runs"][0]
+        assert entry["teacher_params"] == teacher and entry["n_params"] == run["model"]["n_params"]
+        assert entry["compression"] == pytest.approx(teacher / run["model"]["n_params"])
+        assert run["quantized"]["bits"] == 8 and run["switch"]["valid_ppl_before"] > 0
+    kp, doped = (result["arms"][a]["runs"][0]["switch"] for a in ("kp-teacher-light", "doped-teacher-light"))
+    assert kp["valid_ppl_before"] == pytest.approx(doped["valid_ppl_before"])     # the same teacher
+    # both lose what the embedding's A kron (one-row) B drops; the doped one keeps the blocks' residual in S
+    assert kp["valid_ppl_before"] < doped["valid_ppl_after"] < kp["valid_ppl_after"]
+    text = report.markdown(transformer.STUDY, out, quick=True)
+    assert "| kp-teacher-light | 1 / 1 |" in text and "**T2** " in text and "### The teachers" in text
+    assert report.detect(out, STUDIES, quick=True) is transformer.STUDY
+
+
+# --- the plan's verdicts on made-up records -------------------------------------------------------------
+def _run(seed, valid, n_params, compression=10.0, teacher=150.0):
+    return {"seed": seed, "final_valid_ppl": valid, "test_ppl": valid, "valid_ppl": [valid], "layers": [],
+            "switch": {"valid_ppl_before": teacher, "valid_ppl_after": 2 * teacher},
+            "model": {"n_params": n_params, "n_bytes": 4 * n_params, "compression": compression,
+                      "parts": [{"part": "embed", "dense_params": 1, "n_params": 1}]}}
+
+
+def _records(values):
+    """Records of kron-transformer whose arms end at `values` {arm: (valid per seed, params, x)}."""
+    result = {"experiment": K, "arms": {}}
+    for arm, (valid, n_params, x) in values.items():
+        result["arms"][arm] = {"config": arms()[arm].to_dict(),
+                               "runs": [_run(s, v, n_params, x) for s, v in enumerate(valid)]}
+    return Records({K: result}, catalog.planned_seeds)
+
+
+def _verdict(rec, hid):
+    return next(v for v in evaluate(transformer.hypotheses(), rec) if v.id == hid)
+
+
+def test_t4_is_decided_only_at_about_the_same_size():
+    same = {"kp-teacher-ilkd-matched-light": ([150, 151, 152], 1_698_448, 1.2),
+            "distil-half-light": ([170, 171, 172], 1_694_992, 1.2)}
+    assert _verdict(_records(same), "T4").holds is True
+    bigger = copy.deepcopy(same)
+    bigger["kp-teacher-ilkd-matched-light"] = ([150, 151, 152], 1_900_000, 1.1)   # 12% more parameters
+    assert _verdict(_records(bigger), "T4").holds is False
+    tied = copy.deepcopy(same)
+    tied["distil-half-light"] = ([150, 153, 149], 1_694_992, 1.2)
+    assert _verdict(_records(tied), "T4").holds is False
+
+
+def _every_arm(**changes):
+    """Every kron-transformer arm ending 34% above its teacher (150), at its plan's size, but `changes`."""
+    values = {arm: ([200, 201, 202], 1_694_992, 1.2) if ("matched" in arm or "half" in arm)
+              else ([200, 201, 202], 158_608, 13.2) for arm in arms()}
+    return _records({**values, **{arm.replace("_", "-"): v for arm, v in changes.items()}})
+
+
+def test_t7_needs_8x_and_10_percent_of_the_teacher():
+    assert _verdict(_every_arm(), "T7").holds is False                    # every arm 34% above the teacher
+    near = _every_arm(doped_teacher_ilkd_full=([160, 161, 162], 166_472, 12.6))
+    assert _verdict(near, "T7").holds is True                             # 7.3% above, at 12.6x
+    small = _every_arm(distil_half_full=([155, 156, 157], 1_694_992, 1.0))
+    assert _verdict(small, "T7").holds is False                           # near, but 1x
+    waiting = _every_arm(doped_teacher_ilkd_full=([160, 161], 166_472, 12.6))
+    assert _verdict(waiting, "T7").holds is None                          # 2 of 3 seeds in: undecided
+
+
+def test_t7_reads_the_teachers_perplexity_from_the_students_switch():
+    rec = _every_arm()
+    assert rec.values(K, "kp-teacher-full", "switch_before") == [150.0] * 3
+    assert np.isclose(_verdict(rec, "T7").outcome.children[1].children[1].numbers["relative"], 201 / 150 - 1)
