@@ -52,6 +52,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "data" / "results"
+# each study's folder of records (dkp.study.plans.STUDIES, by name)
+STUDY_FOLDERS = {"course": RESULTS, "whole-model": RESULTS / "whole-model", "cma-search": RESULTS / "cma-search",
+                 "transformer": RESULTS / "transformer"}
 LEDGER = Path(__file__).with_name("stated_numbers.json")
 DOCUMENTS = (["README.md"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md"))
              + sorted(str(p.relative_to(ROOT)) for p in RESULTS.rglob("README.md"))
@@ -68,7 +71,9 @@ PUBLISHED = {
     ("Thakker", 2021): {"doped loss at 25x": 1.4, "pruning loss": 7.9, "HMD loss": 15, "LMF loss": 27,
                         "KP loss": 26},
     ("Edalati", 2021): {"KnGPT2 perplexity": 20.5, "DistilGPT2 perplexity": 23.7, "KnGPT2 hours": 6.5},
-    ("Tahaei", 2021): {"MRPC with distillation": 87.5, "MRPC without": 70.8},
+    ("Tahaei", 2021): {"MRPC with distillation": 87.5, "MRPC without": 70.8, "MNLI-m with distillation": 82.8,
+                       "SST-2 with distillation": 91.0, "MNLI-m without": 80.7, "SST-2 without": 86.6,
+                       "compression of the smaller model": 7.8, "compression of the smallest": 21},
     ("Chen", 2018): {"GroupReduce embedding compression": 6.6, "GroupReduce whole model": 12.8},
     ("Marcus", 1993): {"PTB train tokens": 929590, "PTB valid tokens": 73760, "PTB test tokens": 82430},
 }
@@ -240,9 +245,8 @@ def sources():
     from dkp.study.plans import STUDIES
     from dkp.study.records import stats
     out = {}
-    folders = {"course": RESULTS, "whole-model": RESULTS / "whole-model", "cma-search": RESULTS / "cma-search"}
     for study in STUDIES:
-        rec = report.records(study, folders[study.name])
+        rec = report.records(study, STUDY_FOLDERS[study.name])
         for family, result in rec.results.items():
             means, every_run = {}, {}
             for arm in result["arms"]:
@@ -473,8 +477,7 @@ def printed_lines():
     from dkp.bench import records as sp
     from dkp.study import report
     from dkp.study.plans import STUDIES
-    folders = {"course": RESULTS, "whole-model": RESULTS / "whole-model", "cma-search": RESULTS / "cma-search"}
-    texts = [report.markdown(s, folders[s.name]) for s in STUDIES]
+    texts = [report.markdown(s, STUDY_FOLDERS[s.name]) for s in STUDIES]
     speed_tables = {"train_speed.json": (sp.load_train_speed, sp.train_speed_markdown),
                     "softmax_speed.json": (sp.load_softmax_speed, sp.softmax_speed_markdown),
                     "lstm_speed.json": (sp.load_lstm_speed, sp.lstm_speed_markdown, sp.lstm_products_markdown)}

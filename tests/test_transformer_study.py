@@ -197,3 +197,21 @@ def test_t7_reads_the_teachers_perplexity_from_the_students_switch():
     rec = _every_arm()
     assert rec.values(K, "kp-teacher-full", "switch_before") == [150.0] * 3
     assert np.isclose(_verdict(rec, "T7").outcome.children[1].children[1].numbers["relative"], 201 / 150 - 1)
+
+
+# --- notebook 12's figures --------------------------------------------------------------------------------
+@pytest.mark.usefixtures("close_figures")
+def test_the_kept_share_is_one_minus_the_squared_error_and_the_figures_draw_it():
+    from dkp.compression.compress import nearest_kronecker_errors, rearrange
+    from dkp.course.figures.kron_transformer import kept_energy, plot_kept_energy, plot_students
+    W = np.random.default_rng(0).standard_normal((12, 6))
+    factors = ((4, 3), (3, 2))
+    s = np.linalg.svd(rearrange(W, factors), compute_uv=False)
+    assert np.allclose(1 - nearest_kronecker_errors(W, factors, [1, 2, 3]) ** 2, kept_energy(s)[:3])
+    ax = plot_kept_energy({"random": s})
+    assert ax.get_lines()[0].get_ydata()[0] == pytest.approx(kept_energy(s)[0]) and "rank 1 keeps" in \
+        ax.get_legend().get_texts()[0].get_text()
+    ax = plot_students({"a": (200.0, 5.0, 13.2), "b": (160.0, 2.0, 12.6)}, 150.0)
+    height = {t.get_text(): t.get_position()[1] for t in ax.get_yticklabels()}
+    assert height["a"] > height["b"]                                      # the first arm on top
+    assert any("160.0  (12.6x)" in t.get_text() for t in ax.texts)

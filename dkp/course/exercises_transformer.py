@@ -1,13 +1,20 @@
 """The exercises of notebook 11 (the transformer by hand): the keys the causal mask leaves visible,
-the attention softmax's gradient, the parameters of one block, the Kronecker factors of q alone. Each
-reference is computed with dkp's own functions (causal_mask, attend_backward, the model builder,
-the gate factory the command line's flags choose), with the hints for the common wrong answers."""
+the attention softmax's gradient, the parameters of one block, the Kronecker factors of q alone; and
+of notebook 12 (the Kronecker transformer): what the nearest Kronecker product of a small matrix
+keeps, the size of KroneckerBERT's embedding, and what distillation did on the light budget in the
+committed runs. Each reference is computed with dkp's own functions (causal_mask, attend_backward,
+the model builder, the gate factory the command line's flags choose, Van Loan's rearrangement, the
+study's records), with the hints for the common wrong answers."""
 from __future__ import annotations
 
 import numpy as np
 
 from dkp.core.attention import attend, attend_backward, causal_mask
-from dkp.course.exercise_protocol import ANY, Exercise, Reference, integer, pair, part_hints, vector
+from dkp.compression.compress import rearrange
+from dkp.compression.shapes import vocab_kron_factors
+from dkp.course.exercise_protocol import (ANY, Exercise, Near, Reference, Unavailable, integer, number, pair,
+                                          part_hints, vector)
+from dkp.course.notebook import repo_root
 from dkp.course.exercises_foundations import ptb
 from dkp.training.configs import get_config
 from dkp.training.loop import build_model
@@ -116,10 +123,77 @@ def query_factors():
                               1: "B stays whole: each block row of W is a row of A times all of B"}))
 
 
+# --- 12.1 · what the nearest Kronecker product keeps -------------------------------------------------
+
+# W = A kron B + a little of another product: 4 x 4, factors (2, 2) and (2, 2)
+KEEP_W = (np.kron([[1.0, 2.0], [0.0, 1.0]], [[1.0, 0.0], [1.0, 1.0]])
+          + 0.5 * np.kron([[0.0, 1.0], [1.0, 0.0]], [[0.0, 1.0], [1.0, 0.0]]))
+KEEP_FACTORS = ((2, 2), (2, 2))
+
+
+def kept_share():
+    """The share of ||W||_F^2 the nearest A (2x2) kron B (2x2) keeps: s_1^2 / sum s_k^2 of R(W)."""
+    s = np.linalg.svd(rearrange(KEEP_W, KEEP_FACTORS), compute_uv=False)
+    plain = np.linalg.svd(KEEP_W, compute_uv=False)
+    share = float(s[0] ** 2 / np.sum(s ** 2))
+    return Reference(share, rtol=1e-4, mistakes=[
+        (Near(float(s[0] / np.sum(s)), 1e-4), "square the singular values: ||W||_F^2 is the sum of their squares"),
+        (Near(float(np.sqrt(1 - share)), 1e-4), "that is the relative error ||W - A kron B|| / ||W||; the share "
+                                                 "kept is 1 minus its square"),
+        (Near(float(plain[0] ** 2 / np.sum(plain ** 2)), 1e-4), "those are W's own singular values (its best rank-1 "
+                                                                 "matrix); rearrange W first: R(W)'s rank 1 is W's "
+                                                                 "nearest Kronecker product")],
+        otherwise="rearrange W (dkp.compression.compress.rearrange), take its singular values s, and give s_1^2 / sum s^2")
+
+
+# --- 12.2 · KroneckerBERT's embedding -------------------------------------------------------------------
+
+EMBED_SHAPE, EMBED_ROW = (10_000, 128), 16
+
+
+def embedding_size():
+    """(parameters, compression) of the (10,000 x 128) embedding as A kron B, B one row of 16."""
+    (V, k), (_, n) = vocab_kron_factors(EMBED_SHAPE, EMBED_ROW)
+    params = V * k + n
+    dense = EMBED_SHAPE[0] * EMBED_SHAPE[1]
+    return Reference((params, dense / params), rtol=1e-4, mistakes=[
+        ((V * k, ANY), "B's one row is stored too: its 16 numbers"),
+        ((V * n + k, ANY), "A has H / n = 8 columns, B the n = 16 numbers of its one row: A kron B is "
+                           "(V x 8) kron (1 x 16) = V x 128"),
+        ((ANY, Near(float(n), 1e-9)), "close, but count B's 16 numbers in the denominator: 1,280,000 / (80,000 + 16)")],
+        otherwise=part_hints({0: "A (V x H/n) plus B (1 x n)", 1: "V H over that count"}))
+
+
+# --- 12.3 · what distillation did on the light budget ----------------------------------------------------
+
+def _light_values(arm):
+    from dkp.study import catalog
+    from dkp.study import report as study_report
+    from dkp.study.plans import transformer
+    rec = study_report.records(transformer.STUDY, repo_root() / catalog.TRANSFORMER_OUT)
+    family = catalog.TRANSFORMER[0]
+    if rec.status(family, arm):
+        raise Unavailable(f"data/results/transformer/{family}.json does not hold every seed of {arm} yet "
+                          f"({rec.status(family, arm)})")
+    return rec.values(family, arm, "valid")
+
+
+def light_distillation():
+    plain, ilkd = (np.mean(_light_values(a)) for a in ("kp-teacher-light", "kp-teacher-ilkd-light"))
+    diff = float(ilkd - plain)
+    return Reference(diff, atol=1e-6, rtol=1e-6, mistakes=[
+        (Near(-diff, 1e-6), "the sign: the distilled student's mean minus the undistilled one's"),
+        (Near(float(ilkd / plain - 1), 1e-6), "give the difference of the means in perplexity, not their ratio")],
+        otherwise="mean final validation perplexity of kp-teacher-ilkd-light minus that of kp-teacher-light")
+
+
 EXERCISES = [
     Exercise("11.1", pair(integer(), integer(), "(window_pairs, new_token_keys)"), visible_keys),
     Exercise("11.2", vector(len(UPSTREAM), f"an array of the {len(UPSTREAM)} score gradients"), softmax_gradient),
     Exercise("11.3", integer("the number of parameters, a whole number"), block_params),
     Exercise("11.4", pair(pair(integer(), integer(), "(m1, n1)"), pair(integer(), integer(), "(m2, n2)"),
                           "((m1, n1), (m2, n2))"), query_factors),
+    Exercise("12.1", number("a fraction between 0 and 1"), kept_share),
+    Exercise("12.2", pair(integer(), number(), "(parameters, compression)"), embedding_size),
+    Exercise("12.3", number("a difference of perplexities"), light_distillation),
 ]

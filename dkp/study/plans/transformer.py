@@ -6,7 +6,7 @@ LSTMs from a converged teacher, with and without distillation).
 What the plan reads of each run (`dkp.study.metrics.run_values`): the final validation perplexity
 ("valid"), the teacher's validation perplexity at the switch ("switch_before", step 0: the
 checkpoint the student starts from), the whole model's compression and parameters, the search's
-M1, M4 and M6 for `transformer-cma`. `headline(verdicts)` gives the sentences the plan fixed for
+M1, M4 and M6 for `transformer-cma`. `headline(verdicts)` gives the sentence the plan fixed for
 each outcome.
 """
 from __future__ import annotations
@@ -110,6 +110,40 @@ def teacher_lines(rec):
     return ["### The teachers", "", *lines, ""] if lines else []
 
 
+# The sentence the plan ("What the course will say") fixed for each outcome: (holds, does not hold)
+SAYS = {
+    "T1": ("the teacher's start is worth having in a transformer too",
+           "the teacher's start is not worth having at this size and budget"),
+    "T2": ("distillation from a converged teacher helps a Kronecker transformer on the light budget",
+           "distillation from a converged teacher does not help a Kronecker transformer on the light budget"),
+    "T3": ("distillation from a converged teacher helps a Kronecker transformer on the full budget",
+           "distillation from a converged teacher does not help a Kronecker transformer on the full budget"),
+    "T4": ("the Kronecker student distilled on a light budget beats the half-depth dense student, as KnGPT2 "
+           "reports for GPT-2", "dkp does not reproduce KnGPT2's comparison with DistilGPT2 at its scale"),
+    "T5": ("doping a transformer's Kronecker matrices helps (full budget); no published work had tried it",
+           "doping a transformer's Kronecker matrices does not help (full budget); no published work had tried it"),
+    "T6": ("distillation helps the doped Kronecker transformer (full budget)",
+           "distillation does not help the doped Kronecker transformer (full budget)"),
+    "T7": ("a student at 8x or more of the whole model ends within 10% of its teacher",
+           "no student at 8x or more of the whole model ends within 10% of its teacher"),
+    "T8": ("co-matrix adaptation shows beyond the LSTM: a late anneal raises a transformer's perplexity and leaves "
+           "it dependent on S", "co-matrix adaptation does not show in the transformer as the plan defined it"),
+    "T9": ("co-matrix dropout fixes co-matrix adaptation in a transformer, by the search's criterion",
+           "co-matrix dropout does not fix co-matrix adaptation in a transformer, by the search's criterion"),
+    "L1": ("distillation (ILKD) from a converged LSTM teacher helps its doped KP student",
+           "distillation (ILKD) from a converged LSTM teacher does not help its doped KP student"),
+    "L2": ("the KL term alone from a converged LSTM teacher helps its doped KP student",
+           "the KL term alone from a converged LSTM teacher does not help its doped KP student"),
+}
+
+
+def headline(verdicts):
+    """{id: the sentence the plan fixed for its outcome, or None while it is undecided} of every
+    hypothesis, from its verdicts ({id: Verdict} or [Verdict])."""
+    v = verdicts if isinstance(verdicts, dict) else {x.id: x for x in verdicts}
+    return {hid: None if v[hid].holds is None else SAYS[hid][0 if v[hid].holds else 1] for hid in SAYS}
+
+
 STUDY = Study(
     name="transformer", families=(K, C, L),
     columns=(Column("parameters", "n_params", 0, per_arm=True), Column("whole model x (params)", "compression", 1,
@@ -121,4 +155,4 @@ STUDY = Study(
              Column("int8: ppl cost", "int8_cost", 2, 100, "%")),
     hypotheses=hypotheses, control=(C, "hold"), sections=(teacher_lines,))
 
-__all__ = ["STUDY", "hypotheses"]
+__all__ = ["STUDY", "SAYS", "headline", "hypotheses"]
