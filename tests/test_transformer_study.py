@@ -135,6 +135,8 @@ def test_quick_runs_record_their_size_against_the_teacher_and_report(quick_runs)
         assert entry["compression"] == pytest.approx(teacher / run["model"]["n_params"])
         assert run["quantized"]["bits"] == 8 and run["switch"]["valid_ppl_before"] > 0
     kp, doped = (result["arms"][a]["runs"][0]["switch"] for a in ("kp-teacher-light", "doped-teacher-light"))
+    told = result["teachers"]["transformer-course-quick-seed0"]        # the teacher's own record, kept with them
+    assert told["final_valid_ppl"] == pytest.approx(kp["valid_ppl_before"], rel=1e-6) and told["epochs"] == 3
     assert kp["valid_ppl_before"] == pytest.approx(doped["valid_ppl_before"])     # the same teacher
     # both lose what the embedding's A kron (one-row) B drops; the doped one keeps the blocks' residual in S
     assert kp["valid_ppl_before"] < doped["valid_ppl_after"] < kp["valid_ppl_after"]

@@ -279,6 +279,7 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
             if bar is not None:
                 bar.close()
     result["wall_seconds"] = result.get("wall_seconds", 0.0) + (time.perf_counter() - t0)
+    _record_teachers(result, teacher_root)
     # what this call did, for a notebook to say: runs trained now, runs reused, its seconds
     asked = sum(1 for arm in configs for seed in range(seeds))
     result["last_call"] = {"trained": len(todo) - len(failed), "reused": asked - len(todo),
@@ -290,6 +291,21 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
                          f"that finished are in {path}; run the same command again to run only what is "
                          f"missing") from failed[0][2]
     return result
+
+
+def _record_teachers(result, root):
+    """result["teachers"]: {NAME-seedS: what the teacher's run recorded} of every finished teacher its
+    arms name ("@NAME") for the seeds they ran, from `root` (kept beside any recorded before)."""
+    found = result.setdefault("teachers", {})
+    for entry in result["arms"].values():
+        name = entry["config"].get("teacher", "")
+        if name.startswith(teachers.PREFIX):
+            for run in entry["runs"]:
+                info = teachers.summary(name[len(teachers.PREFIX):], run["seed"], root)
+                if info is not None:
+                    found[f"{info['config']}-seed{info['seed']}"] = info
+    if not found:
+        del result["teachers"]
 
 
 def _runs_bar(name, total):

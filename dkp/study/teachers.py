@@ -100,6 +100,19 @@ def ensure_teacher(name, seed, root=ROOT, corpus=None, echo=None):
     return path
 
 
+def summary(name, seed, root=ROOT):
+    """What a finished teacher's run recorded (its metrics.json): perplexities, epochs, minutes of
+    training, the command and commit that trained it; None while it is missing or unfinished."""
+    folder = teacher_dir(name, seed, root)
+    if not finished(folder, quick_teacher(name)):
+        return None
+    m = io.load_json(os.path.join(folder, "metrics.json"))
+    return {"config": name, "seed": int(seed), "final_valid_ppl": m["final_valid_ppl"], "test_ppl": m["test_ppl"],
+            "valid_ppl": m["valid_ppl"], "epochs": m["epochs"], "minutes": sum(m["seconds"]) / 60,
+            "words_per_sec": m.get("mean_words_per_sec"), "n_params": m["model"]["n_params"],
+            "command": m.get("command"), "commit": m.get("commit")}
+
+
 def resolve(config, seed, root=ROOT, corpus=None, echo=None):
     """`config` with its teacher "@NAME" replaced by that teacher's checkpoint for `seed` (trained
     if need be); any other config as it is."""
