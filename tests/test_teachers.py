@@ -49,3 +49,19 @@ def test_a_stale_lock_is_taken_over_and_a_compressed_config_is_no_teacher(ptb, t
     monkeypatch.setitem(CONFIGS, "kp-test", tiny_teacher.with_(name="kp-test", structure="kp", compression=4))
     with pytest.raises(ValueError, match="config 'kp-test' compresses"):
         teachers.ensure_teacher("kp-test", 0, root=str(tmp_path))
+
+
+def test_workers_that_need_the_same_missing_teacher_train_it_once(ptb, tmp_path, tiny_teacher, monkeypatch):
+    """Two workers of one pool (threads here, each resolving as a worker process or a Dask worker
+    does) ask at once for a teacher that is missing: one trains it, the other waits and loads it."""
+    from concurrent.futures import ThreadPoolExecutor
+    calls = []
+    real = teachers.train
+    monkeypatch.setattr(teachers, "train", lambda *a, **k: calls.append(k["seed"]) or real(*a, **k))
+    monkeypatch.setattr(teachers, "POLL_SECONDS", 0.05)
+    student = tiny_teacher.with_(name="student", structure="kp", compression=4, teacher="@teacher-test")
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda c: teachers.resolve(c, 3, root=str(tmp_path), corpus=ptb).teacher,
+                            [student, student.with_(distill_kl=1.0)]))
+    assert calls == [3] and got[0] == got[1] and os.path.isfile(got[0])
+    assert not os.path.exists(os.path.join(str(tmp_path), "teacher-test-seed3.lock"))
