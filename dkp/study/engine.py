@@ -16,6 +16,8 @@ A hypothesis is `Hypothesis(id, claim, test)`, `test` a tree of checks:
     LossJump(ref, ...)      in the failed runs, the training loss jumped early, S still dense
     RelativeGap(b, a)       one pair's relative loss (b_kp / b_dense - 1) against another's,
                             its sd propagated to first order
+    Only(condition, test)   `test`'s answer where `condition` holds; undecided (saying so) where it
+                            does not: a comparison the plan decides only under a condition
     All(...), Any(...)      every child holds / some child holds (three-valued: undecided where
                             the answer waits on an undecided child)
 
@@ -92,6 +94,13 @@ class Any:
 
 
 @dataclass(frozen=True)
+class Only:
+    condition: object
+    test: object
+    label: str = ""
+
+
+@dataclass(frozen=True)
 class Hypothesis:
     id: str
     claim: str
@@ -109,6 +118,9 @@ def _refs(check):
     if isinstance(check, (All, Any)):
         for c in check.children:
             yield from _refs(c)
+    elif isinstance(check, Only):
+        yield from _refs(check.condition)
+        yield from _refs(check.test)
     elif isinstance(check, Compare):
         yield check.b
         if isinstance(check.a, Ref):
@@ -203,6 +215,15 @@ def _eval_Any(check, rec):
     holds = (True if any(k.holds for k in kids) else
              None if any(k.holds is None for k in kids) else False)
     return Outcome(check.label, holds, children=kids)
+
+
+def _eval_Only(check, rec):
+    cond, test = _check(check.condition, rec), _check(check.test, rec)
+    if cond.holds is False:
+        why = f"decided only if {cond.label or 'its condition holds'}, and it does not: {outcome_text(cond)}"
+        return Outcome(check.label, None, why=why, numbers={"condition": cond})
+    holds = None if cond.holds is None else test.holds
+    return Outcome(check.label, holds, children=[cond, test])
 
 
 def _side(ref, rec):
@@ -352,5 +373,5 @@ def leaves(outcome):
     return [leaf for k in outcome.children for leaf in leaves(k)]
 
 
-__all__ = ["Ref", "Compare", "EveryRun", "Failures", "LossJump", "RelativeGap", "All", "Any", "Hypothesis",
+__all__ = ["Ref", "Compare", "EveryRun", "Failures", "LossJump", "RelativeGap", "All", "Any", "Only", "Hypothesis",
            "Outcome", "Verdict", "compare", "evaluate", "verdict_line", "outcome_text", "leaves", "MIN_SEEDS"]

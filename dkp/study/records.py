@@ -3,8 +3,10 @@ its arms' per-seed values of any metric, and which runs count.
 
 A run counts (is *trained*) unless it diverged (its training loss became NaN or infinite) or did
 not train (its final validation perplexity is above NOT_TRAINED times the lowest arm mean of its
-family). Only the seeds a family's plan runs are read (`catalog.planned_seeds`): a family whose
-file holds more, because another plan added seeds to the same arms, keeps its own plan's verdicts.
+family). A study whose arms differ that much by design (students compressed 13x and 1.2x from one
+teacher) counts divergence alone (`Records(..., not_trained=None)`). Only the seeds a family's plan
+runs are read (`catalog.planned_seeds`): a family whose file holds more, because another plan added
+seeds to the same arms, keeps its own plan's verdicts.
 """
 from __future__ import annotations
 
@@ -67,8 +69,9 @@ def stat(result, arm, key="final_valid_ppl"):
     return s["mean"], s["std"], s["n"]
 
 
-def failed_runs(result):
-    """{arm: [(seed, why)]} of the runs that diverged or did not train."""
+def failed_runs(result, not_trained=NOT_TRAINED):
+    """{arm: [(seed, why)]} of the runs that diverged or did not train (final perplexity above
+    `not_trained` times the lowest arm mean; None: divergence alone)."""
     done = [e["summary"]["final_valid_ppl"]["mean"] for e in result["arms"].values()
             if e.get("summary", {}).get("final_valid_ppl")]
     lowest = min(done) if done else math.inf
@@ -77,7 +80,7 @@ def failed_runs(result):
         for r in entry.get("runs", []):
             if r.get("diverged"):
                 out.setdefault(arm, []).append((r["seed"], f"diverged: {r['diverged']}"))
-            elif r["final_valid_ppl"] > NOT_TRAINED * lowest:
+            elif not_trained is not None and r["final_valid_ppl"] > not_trained * lowest:
                 out.setdefault(arm, []).append((r["seed"], f"did not train: final validation perplexity "
                                                            f"{r['final_valid_ppl']:.1f}"))
     return out
@@ -99,10 +102,11 @@ class Records:
     metric over its trained runs, or why there are none to decide with.
 
     results: {family: record}; planned(family) -> seeds its plan runs; control: (family, arm) whose
-    run of the same seed a run's M2 is measured against (the search's `hold`), or None."""
+    run of the same seed a run's M2 is measured against (the search's `hold`), or None; not_trained:
+    what `failed_runs` counts as not trained (None: divergence alone)."""
 
-    def __init__(self, results, planned, control=None):
-        self.results, self.planned, self.control = results, planned, control
+    def __init__(self, results, planned, control=None, not_trained=NOT_TRAINED):
+        self.results, self.planned, self.control, self.not_trained = results, planned, control, not_trained
 
     def runs(self, family, arm):
         """The runs of `arm` among its plan's seeds, or None if the family or the arm is absent."""
@@ -115,7 +119,7 @@ class Records:
     def failed(self, family, arm):
         """[(seed, why)] of the arm's runs (among its plan's seeds) that diverged or did not train."""
         n = self.planned(family)
-        return [(s, why) for s, why in failed_runs(self.results[family]).get(arm, []) if s < n]
+        return [(s, why) for s, why in failed_runs(self.results[family], self.not_trained).get(arm, []) if s < n]
 
     def status(self, family, arm):
         """None when `arm` has trained in every seed its plan runs; else why it cannot decide yet:

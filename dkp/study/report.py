@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from dkp.study import catalog
 from dkp.study.engine import evaluate, verdict_line
-from dkp.study.records import MIN_SEEDS, Records, load_results, stats
+from dkp.study.records import MIN_SEEDS, NOT_TRAINED, Records, load_results, stats
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Study:
     borrowed: dict = field(default_factory=dict)   # {family: folder relative to the study's}
     sections: tuple = ()                      # extra (records) -> [markdown lines] after the tables
     verdict_heading: str = "The verdicts"
+    not_trained: float | None = NOT_TRAINED   # see dkp.study.records (None: only a diverged run fails)
 
 
 def records(study, directory, quick=False):
@@ -43,12 +44,12 @@ def records(study, directory, quick=False):
     results = load_results(directory, study.families, quick)
     for family, rel in study.borrowed.items():
         results.update(load_results(os.path.join(directory, rel), (family,), quick))
-    return Records(results, catalog.planned_seeds, study.control)
+    return Records(results, catalog.planned_seeds, study.control, study.not_trained)
 
 
 def records_of(study, results):
     """The study's `Records` of results already loaded ({family: record}), e.g. a notebook's live runs."""
-    return Records(results, catalog.planned_seeds, study.control)
+    return Records(results, catalog.planned_seeds, study.control, study.not_trained)
 
 
 def verdicts(study, directory=None, quick=False, rec=None):

@@ -166,7 +166,7 @@ class RunsFailed(RuntimeError):
 
 
 def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None, jobs=1, progress=True,
-                   only=None, scheduler=None, executor=None, keep_models=False):
+                   only=None, scheduler=None, executor=None, keep_models=False, teacher_root=None):
     """Run every arm of `name` for seeds 0..seeds-1 (default: as many as its plan asks,
     `catalog.planned_seeds`) and write OUT/NAME.json (or NAME-quick.json).
 
@@ -178,7 +178,8 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
     raised at the end. Rerunning the same command runs only what is missing. With `keep_models`,
     each run's trained model is kept under OUT/models/ (`run_dir`). The record also says what the
     last call did, `last_call`: runs trained now, runs reused (already in the file or another
-    family's), and its seconds."""
+    family's), and its seconds. Teachers ("@NAME") are kept under `teacher_root` (default: runs/teachers
+    under the working directory; OUT/teachers for --quick runs)."""
     if seeds is None:
         seeds = planned_seeds(name)
     if seeds < 1:
@@ -214,7 +215,8 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
             configs = {k: v.with_(train_tokens=QUICK_WHOLE_TOKENS) for k, v in configs.items()}
     reference_hidden = quick(SCALES[scale]["base"]).hidden if quick_mode else SCALES[scale]["base"].hidden
     # the --quick runs' teachers are shrunk ones, kept beside their results; the study's under runs/teachers
-    teacher_root = os.path.join(out, "teachers") if quick_mode else teachers.ROOT
+    if teacher_root is None:
+        teacher_root = os.path.join(out, "teachers") if quick_mode else teachers.ROOT
 
     def refresh(arm):
         _refresh(result["arms"][arm], reference_hidden, size_against_teacher(name, quick_mode) if name in TEACHER_OF
@@ -293,6 +295,28 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
     return result
 
 
+def refresh_record(name, out=None, quick_mode=False, scale="course", teacher_root=None):
+    """Recompute, with this code, what a family's record derives from its runs (each arm's size and
+    summary, its teachers' records) and write it back, training nothing; the runs, their command and
+    commit stay as they were, and `refreshed` says which commit derived the rest. Returns the record."""
+    out = out or default_out(name)
+    path = os.path.join(out, f"{name}{'-quick' if quick_mode else ''}.json")
+    if not os.path.exists(path):
+        raise ValueError(f"no record of {name} at {path!r} to refresh")
+    result = _load_previous(path, name, scale, quick_mode)
+    reference_hidden = quick(SCALES[scale]["base"]).hidden if quick_mode else SCALES[scale]["base"].hidden
+    size = size_against_teacher(name, quick_mode) if name in TEACHER_OF else None
+    for entry in result["arms"].values():
+        if entry.get("runs"):
+            _refresh(entry, reference_hidden, size)
+    if teacher_root is None:
+        teacher_root = os.path.join(out, "teachers") if quick_mode else teachers.ROOT
+    _record_teachers(result, teacher_root)
+    result["refreshed"] = {"commit": io.provenance().get("commit"), "what": "each arm's size and summary, the teachers"}
+    io.save_json(path, result)
+    return result
+
+
 def _record_teachers(result, root):
     """result["teachers"]: {NAME-seedS: what the teacher's run recorded} of every finished teacher its
     arms name ("@NAME") for the seeds they ran, from `root` (kept beside any recorded before)."""
@@ -319,7 +343,7 @@ def _refresh(entry, reference_hidden, size=None):
     run, else the LSTM gate matrices' against `reference_hidden`) and its summary."""
     entry["runs"].sort(key=lambda r: r["seed"])
     entry["seeds"] = [r["seed"] for r in entry["runs"]]
-    first = entry["runs"][0]
+    first = next((r for r in entry["runs"] if r.get("model")), entry["runs"][0])   # a diverged run has no model
     measured = size(first) if size is not None and first.get("model") else lstm_size(first["layers"], reference_hidden)
     entry.update(measured, summary=summarize(entry["runs"]))
 

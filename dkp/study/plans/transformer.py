@@ -12,7 +12,7 @@ each outcome.
 from __future__ import annotations
 
 from dkp.study import catalog
-from dkp.study.engine import All, Any, Compare, EveryRun, Hypothesis, Ref
+from dkp.study.engine import All, Any, Compare, EveryRun, Hypothesis, Only, Ref
 from dkp.study.plans.cma_search import fix, rises
 from dkp.study.report import Column, Study
 
@@ -58,8 +58,8 @@ def hypotheses():
         Hypothesis("T4", "KnGPT2 against DistilGPT2: the Kronecker student with ILKD (rank 2, 2x on the blocks) ends "
                          "lower than the half-depth dense student distilled on the logits, light budget, at about "
                          "the same parameter count",
-                   All((same_size("kp-teacher-ilkd-matched-light", "distil-half-light"),
-                        lower(K, "kp-teacher-ilkd-matched-light", "distil-half-light"))),
+                   Only(same_size("kp-teacher-ilkd-matched-light", "distil-half-light"),
+                        lower(K, "kp-teacher-ilkd-matched-light", "distil-half-light")),
                    reported=(Compare(Ref(K, "kp-teacher-ilkd-matched-full", "valid"), Ref(K, "distil-half-full", "valid"),
                                      "lower", label="the same on the full budget"),)),
         Hypothesis("T5", "doping in a transformer: doped-teacher ends lower than kp-teacher, full budget",
@@ -74,7 +74,7 @@ def hypotheses():
                          "is sparsified (M1 above hold's over the same interval) and at the end switching S off "
                          f"costs more than {S_OFF:.0%} (M4)",
                    All((Compare(Ref(C, "late", "M1"), Ref(C, "hold", "M1"), "higher", label="late M1 vs hold's"),
-                        Compare(Ref(C, "late", "M4"), S_OFF, "higher", label=f"late M4 above {S_OFF:.0%}"))),
+                        EveryRun((Ref(C, "late", "M4"),), ">", S_OFF, label=f"late M4 above {S_OFF:.0%} in every seed"))),
                    reported=(rises(C, "late", label="late M1 (its end against its start)"),)),
         Hypothesis("T9", "co-matrix dropout fixes co-matrix adaptation in a transformer: lowers M1 or M6 beyond the "
                          "spread without raising M3", fix(C, "late-output-p0.3", "late")),
@@ -89,6 +89,31 @@ def hypotheses():
                    reported=(lower(L, "doped-kp-teacher-kl-light", "doped-kp-teacher-light",
                                    label="the same on the light budget"),)),
     ]
+
+
+def against_teacher(rec):
+    """{arm: (mean final validation perplexity, its distance from the teachers' mean as a fraction,
+    whole-model compression against the teacher, trained seeds)} of every kron-transformer arm that has
+    trained every seed of its plan, or {} before the teachers' perplexities are in. Which student is
+    best is read from this after the runs, as the plan says (`best_student`)."""
+    from dkp.study.records import stats
+    teacher = stats(rec.values(K, "kp-teacher-full", "switch_before") or rec.values(K, "kp-teacher-light", "switch_before"))
+    result = rec.results.get(K)
+    if teacher is None or result is None:
+        return {}
+    out = {}
+    for arm, entry in result["arms"].items():
+        s = stats(rec.values(K, arm, "valid"))
+        if s is not None and not rec.status(K, arm):
+            out[arm] = (s[0], s[0] / teacher[0] - 1, entry.get("compression", float("nan")), s[2])
+    return out
+
+
+def best_student(rec, at_least=BEST_AT):
+    """(arm, its row of `against_teacher`) of the student with the lowest mean perplexity among those
+    at `at_least` x or more of whole-model compression, or None: read after the runs."""
+    rows = {a: r for a, r in against_teacher(rec).items() if r[2] >= at_least}
+    return min(rows.items(), key=lambda kv: kv[1][0]) if rows else None
 
 
 def teacher_lines(rec):
@@ -153,6 +178,9 @@ STUDY = Study(
              Column("valid ppl right after the switch", "switch_after", 1), Column("final valid ppl", "valid"),
              Column("test ppl", "test"), Column("M1 rise", "M1", 1), Column("M4 S off", "M4", 1, 100, "%"),
              Column("int8: ppl cost", "int8_cost", 2, 100, "%")),
-    hypotheses=hypotheses, control=(C, "hold"), sections=(teacher_lines,))
+    hypotheses=hypotheses, control=(C, "hold"), sections=(teacher_lines,),
+    # its students differ by design (13x and 1.2x from one teacher, light and full budgets): a run fails
+    # only by diverging, never by ending far above another arm (decided before any verdict was read)
+    not_trained=None)
 
-__all__ = ["STUDY", "SAYS", "headline", "hypotheses"]
+__all__ = ["STUDY", "SAYS", "against_teacher", "best_student", "headline", "hypotheses"]
