@@ -214,14 +214,18 @@ def test_t7_reads_the_teachers_perplexity_from_the_students_switch():
 def test_the_kept_share_is_one_minus_the_squared_error_and_the_figures_draw_it():
     from dkp.compression.compress import nearest_kronecker_errors, rearrange
     from dkp.course.figures.kron_transformer import kept_energy, plot_kept_energy, plot_students
+    from readable import assert_readable
     W = np.random.default_rng(0).standard_normal((12, 6))
     factors = ((4, 3), (3, 2))
     s = np.linalg.svd(rearrange(W, factors), compute_uv=False)
     assert np.allclose(1 - nearest_kronecker_errors(W, factors, [1, 2, 3]) ** 2, kept_energy(s)[:3])
-    ax = plot_kept_energy({"random": s})
+    ax = plot_kept_energy({"random": s, "its transpose": np.linalg.svd(rearrange(W.T, ((3, 4), (2, 3))),
+                                                                       compute_uv=False)})
+    assert_readable(ax)
     assert ax.get_lines()[0].get_ydata()[0] == pytest.approx(kept_energy(s)[0]) and "rank 1 keeps" in \
         ax.get_legend().get_texts()[0].get_text()
     ax = plot_students({"a": (200.0, 5.0, 13.2), "b": (160.0, 2.0, 12.6)}, 150.0)
+    assert_readable(ax)
     height = {t.get_text(): t.get_position()[1] for t in ax.get_yticklabels()}
     assert height["a"] > height["b"]                                      # the first arm on top
     assert any("160.0  (12.6x)" in t.get_text() for t in ax.texts)

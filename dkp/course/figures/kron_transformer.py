@@ -49,6 +49,7 @@ def plot_students(rows, teacher, ax=None, title=None, within=0.10):
     ax.axvline(teacher, color="k", lw=1.2, label=f"the teachers: {teacher:.1f}")
     ax.axvspan(teacher, teacher * (1 + within), color="k", alpha=0.08, label=f"within {within:.0%} of them")
     ax.set_yticks(y, names)
+    ax.set_ylabel("student (arm)")
     ax.set_xscale("log")
     ax.set_xlim(teacher * 0.8, max((means + sds).max() * 1.6, teacher * 1.5))
     ax.set_xlabel("final validation perplexity (mean over seeds, bar: +- 1 sd; log scale); in brackets the "
