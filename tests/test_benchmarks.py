@@ -110,3 +110,20 @@ def test_transformer_speed_refuses_bad_arguments():
     run = subprocess.run([sys.executable, str(BENCH / "transformer_speed.py"), "--json", "x.json"],
                          capture_output=True, text=True)
     assert run.returncode == 2 and "--json needs --sweep" in run.stderr
+
+
+def test_reproducibility_finds_a_run_of_this_commit_the_same_bit_for_bit(tmp_path):
+    """A short run trained by `train` here (the fast path) is the script's fast run, number for number and
+    parameter for parameter; the script records its reference run beside it."""
+    subprocess.run([sys.executable, "-m", "dkp", "train", "--config", "small", "--seed", "1", "--epochs", "1",
+                    "--train-tokens", "2000", "--out", str(tmp_path / "run")], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(BENCH / "reproducibility.py"), "--against", str(tmp_path / "run" / "metrics.json"),
+                    "--against-checkpoint", str(tmp_path / "run" / "checkpoint.npz"), "--json",
+                    str(tmp_path / "record.json")], check=True, capture_output=True)
+    record = json.loads((tmp_path / "record.json").read_text())
+    fast = record["runs"]["fast"]
+    assert fast["numbers_bit_for_bit"] and fast["params_bit_for_bit"] and fast["largest_param_difference"] == 0.0
+    assert record["tokens"] == 2000 and record["seed"] == 1 and set(record["runs"]) == {"fast", "reference"}
+    run = subprocess.run([sys.executable, str(BENCH / "reproducibility.py"), "--against", str(tmp_path / "record.json")],
+                         capture_output=True, text=True)
+    assert run.returncode != 0 and "must be a one-epoch run of the small config" in run.stderr
