@@ -11,7 +11,8 @@ share the folder) train it once: the first takes a lock file, created exclusivel
 until the teacher is finished, or until the lock is stale: its process is gone from this machine, or
 (on another machine, or after a restart) neither the lock nor the teacher's checkpoint has changed
 for STALE_SECONDS; then one of them takes over, resuming from the last checkpoint. Workers that do not share the folder each keep
-their own teachers, trained from the same seed: the same model, bit for bit.
+their own teachers, trained from the same seed: the same model, bit for bit where their BLAS rounds
+alike (one thread each; another processor's kernels may round float32 products differently).
 """
 from __future__ import annotations
 
