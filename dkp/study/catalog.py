@@ -48,10 +48,21 @@ the Kronecker papers on transformers do:
 Their runs also record the trained model stored in 8 bits (dkp.compression.quantize): bytes and
 perplexity.
 
+The transformer study (data/results/transformer/ by default, its PLAN.md fixed before the runs):
+Kronecker transformers from a converged teacher, as KnGPT2 and KroneckerBERT compress GPT-2 and
+BERT, and the LSTM taught by a converged teacher (TRANSFORMER, `transformer_arms`):
+
+    kron-transformer  from the `transformer-course` teacher: KP from scratch and from the teacher, with
+                      and without layer-by-layer distillation, doped, a rank-2 KP student against a
+                      DistilGPT2-style half-depth one; each on a light budget and the teacher's
+    transformer-cma   the doped student's S annealed late, with and without co-matrix dropout, and held
+    lstm-converged    doped KP LSTMs from the 13-epoch `small` teacher: no distillation, ILKD, the KL
+                      term alone; on a light budget and the course's
+
 Every arm of a scale shares everything but what the arm changes (data, epochs, anneal window; the
 optimizer goes by the kind of arm, see SCALES), so differences between arms come from the method.
-To add an experiment: a name in EXPERIMENTS (or SEARCH, or WHOLE) and its arms in `arms` (or
-`search_arms`, or `whole_arms`); `dkp.study.runner` trains any of them.
+To add an experiment: a name in EXPERIMENTS (or SEARCH, WHOLE, TRANSFORMER) and its arms in `arms`
+(or `search_arms`, `whole_arms`, `transformer_arms`); `dkp.study.runner` trains any of them.
 """
 from __future__ import annotations
 
@@ -370,8 +381,8 @@ def _lstm_converged():
 def quick_transformer(config):
     """The --quick version of a transformer-study arm: the width divided by QUICK_SHRINK (and the
     teacher "@NAME" becomes "@NAME-quick", that shrinking of NAME, `quick_teacher`), a slice of
-    QUICK_WHOLE_TOKENS of the training split (the light budget its share of it), 10,000 evaluation
-    tokens; S re-masked every step."""
+    QUICK_WHOLE_TOKENS of the training split (each budget its share of them: the light budget a tenth,
+    the LSTM's course budget 500,000 / 929,590), 10,000 evaluation tokens; S re-masked every step."""
     share = config.train_tokens / PTB_TRAIN_TOKENS if config.train_tokens else 1.0
     changes = dict(hidden=max(8, config.hidden // QUICK_SHRINK), train_tokens=max(1_000, int(QUICK_WHOLE_TOKENS * share)),
                    eval_tokens=10_000, name=config.name + "-quick")
