@@ -203,7 +203,7 @@ def test_report_command(results, capsys):
 
 
 # --- where the runs execute (dkp.study.executors) -------------------------------------------------
-def _fake_run(config_dict, seed, probes=None, label=None, keep=None, fail=()):
+def _fake_run(config_dict, seed, probes=None, label=None, keep=None, teacher_root=None, fail=()):
     """A stand-in for run_one that trains nothing: a run's record, its numbers from the seed; it
     raises for the (structure, doping, seed) in `fail`."""
     from dkp.training.evaluate import layer_report

@@ -50,7 +50,8 @@ perplexity.
 
 The transformer study (data/results/transformer/ by default, its PLAN.md fixed before the runs):
 Kronecker transformers from a converged teacher, as KnGPT2 and KroneckerBERT compress GPT-2 and
-BERT, and the LSTM taught by a converged teacher (TRANSFORMER, `transformer_arms`):
+BERT, and the LSTM taught by a converged teacher (TRANSFORMER; their arms in
+`dkp.study.transformer_catalog`):
 
     kron-transformer  from the `transformer-course` teacher: KP from scratch and from the teacher, with
                       and without layer-by-layer distillation, doped, a rank-2 KP student against a
@@ -62,7 +63,7 @@ BERT, and the LSTM taught by a converged teacher (TRANSFORMER, `transformer_arms
 Every arm of a scale shares everything but what the arm changes (data, epochs, anneal window; the
 optimizer goes by the kind of arm, see SCALES), so differences between arms come from the method.
 To add an experiment: a name in EXPERIMENTS (or SEARCH, WHOLE, TRANSFORMER) and its arms in `arms`
-(or `search_arms`, `whole_arms`, `transformer_arms`); `dkp.study.runner` trains any of them.
+(or `search_arms`, `whole_arms`, `dkp.study.transformer_catalog`); `dkp.study.runner` trains any of them.
 """
 from __future__ import annotations
 
@@ -72,6 +73,8 @@ import os
 
 from dkp.compression import shapes
 from dkp.compression.kron_view import gate_shape
+from dkp.study import transformer_catalog as tc
+from dkp.study.transformer_catalog import BLOCK_COMPRESSION, EMBED_ROW, LIGHT_SHARE, TEACHER_OF, TRANSFORMER  # noqa: F401
 from dkp.training.configs import get_config
 
 # "course": chosen so that every family, all arms and 3 seeds, fits in an hour on a 2-core laptop
@@ -304,140 +307,33 @@ def whole_arms(name, scale="course"):
     return families[name]
 
 
-# The transformer study (data/results/transformer/, its PLAN.md fixed before the runs): Kronecker
-# transformers from a converged teacher (KnGPT2, KroneckerBERT) against a DistilGPT2-style student,
-# doping in a transformer, and distillation from a converged LSTM teacher. A teacher is "@NAME": the
-# model trained by config NAME's full recipe for the run's seed, trained once (dkp.study.teachers).
-TRANSFORMER = ("kron-transformer", "transformer-cma", "lstm-converged")
-
-
+# The transformer study (data/results/transformer/, its PLAN.md fixed before the runs): its families
+# and their arms live in dkp.study.transformer_catalog; these bind them to this module's course scale,
+# distillation weights and --quick shrink.
 TRANSFORMER_OUT = os.path.join("data", "results", "transformer")
 
 
-PTB_TRAIN_TOKENS = 929_590        # PTB's word-level training split (dkp.core.data), for the light budget
-LIGHT_SHARE = 0.1                 # the light budget: this share of the training split, one epoch (KnGPT2)
-BLOCK_COMPRESSION = 10.0          # "high": every block matrix at 10x by kron_shape's rule
-EMBED_ROW = 16                    # "high": the embedding as A (V x H/16) kron B (1 x 16)
-ILKD = dict(distill_embed=1.0, distill_attn=1.0, distill_hidden=1.0, distill_kl=1.0)   # each term 1
-# The anneal, as a share of each run (0.1 to 0.75 of the light run's epoch, 0.3 to 2.25 of the full
-# run's 3 epochs), re-masks S about 25 times in each: every ANNEAL_EVERY[budget] steps (72 steps
-# make the light run, 2,178 the full one at batch 20 x 64 tokens).
-ANNEAL_EVERY = {"light": 2, "full": 50, "late": 7}
-
-
-def light(config, share=LIGHT_SHARE, tokens=PTB_TRAIN_TOKENS):
-    """The light budget of `config`: `share` of the training split (of `tokens` tokens), one epoch."""
-    return config.with_(train_tokens=int(tokens * share), epochs=1)
-
-
 def transformer_arms(name):
-    """{arm name: config} of the transformer study's family `name` (see data/results/transformer/PLAN.md):
-    "kron-transformer", "transformer-cma" or "lstm-converged"."""
+    """{arm name: config} of the transformer study's family `name` (TRANSFORMER)."""
     if name == "lstm-converged":
-        return _lstm_converged()
-    teacher = get_config("transformer-course")
-    T = teacher.epochs
-    start = teacher.with_(name="transformer-student", teacher="@transformer-course")
-    high = start.with_(structure="kp", compression=BLOCK_COMPRESSION, vocab_structure="kp", vocab_compression=EMBED_ROW)
-    doped = high.with_(doping=0.01, anneal_start=0.1 * T, anneal_end=0.75 * T, anneal_every=ANNEAL_EVERY["full"])
-    matched = start.with_(structure="kp", compression=2.0, kp_rank=2)      # rank 2, B 2 x 2: 2x on the blocks
-    half = start.with_(layers=teacher.layers // 2, teacher_blocks=",".join(map(str, range(0, teacher.layers, 2))))
-    if name == "transformer-cma":
-        late = doped.with_(anneal_start=0.75 * T, anneal_end=T * 5 / 6, anneal_every=ANNEAL_EVERY["late"])
-        return {"late": late, "late-output-p0.3": late.with_(cmr_p=0.3), "hold": late.with_(anneal_s=False)}
-    if name != "kron-transformer":
-        raise ValueError(f"transformer family must be one of {list(TRANSFORMER)}, got {name!r}")
-    full = {"kp-scratch": high.with_(teacher=""), "kp-teacher": high, "kp-teacher-ilkd": high.with_(**ILKD),
-            "doped-teacher": doped, "doped-teacher-ilkd": doped.with_(**ILKD),
-            "kp-teacher-ilkd-matched": matched.with_(**ILKD), "distil-half": half.with_(distill_kl=1.0)}
-    # the light budget: 1/(T / share) of the full run; the warm-up keeps its share of the run (100 of
-    # 2,178 steps, so 3 of the light run's 72), the anneal its share of the epochs
-    warm = max(1, round(teacher.warmup_steps * LIGHT_SHARE / T))
-    arms = {}
-    for arm, config in full.items():
-        arms[f"{arm}-full"] = config
-        if arm != "kp-scratch":
-            c = light(config).with_(warmup_steps=warm)
-            if c.doping:
-                c = c.with_(anneal_start=0.1, anneal_end=0.75, anneal_every=ANNEAL_EVERY["light"])
-            arms[f"{arm}-light"] = c
-    return arms
-
-
-def _lstm_converged():
-    """Doped KP at the course's 20x from the converged `small` teacher of the run's seed: without
-    distillation, with ILKD (the whole-model study's) and with the KL term alone; on the light budget
-    and the course's (its 2 epochs of 500,000 tokens)."""
-    course = arms("doping")["doped-kp"].with_(teacher="@small")        # anneal 0.1 -> 1.5 of 2 epochs
-    out = {}
-    for arm, extra in (("doped-kp-teacher", {}), ("doped-kp-teacher-ilkd", DISTILL),
-                       ("doped-kp-teacher-kl", dict(distill_kl=1.0))):
-        out[f"{arm}-course"] = course.with_(**extra)
-        # 232 steps of 20 x 20 tokens: S re-masked every 6, about 25 times over epochs 0.1 to 0.75
-        out[f"{arm}-light"] = light(course.with_(**extra)).with_(anneal_start=0.1, anneal_end=0.75, anneal_every=6)
-    return out
+        return tc.lstm_converged(arms("doping")["doped-kp"], DISTILL)
+    return tc.transformer_arms(name)
 
 
 def quick_transformer(config):
-    """The --quick version of a transformer-study arm: the width divided by QUICK_SHRINK (and the
-    teacher "@NAME" becomes "@NAME-quick", that shrinking of NAME, `quick_teacher`), a slice of
-    QUICK_WHOLE_TOKENS of the training split (each budget its share of them: the light budget a tenth,
-    the LSTM's course budget 500,000 / 929,590), 10,000 evaluation tokens; S re-masked every step."""
-    share = config.train_tokens / PTB_TRAIN_TOKENS if config.train_tokens else 1.0
-    changes = dict(hidden=max(8, config.hidden // QUICK_SHRINK), train_tokens=max(1_000, int(QUICK_WHOLE_TOKENS * share)),
-                   eval_tokens=10_000, name=config.name + "-quick")
-    if config.teacher.startswith("@"):
-        changes["teacher"] = config.teacher + QUICK_SUFFIX
-    if config.doping or config.structure == "prune":
-        changes["anneal_every"] = 1
-    if config.model == "transformer":
-        changes["warmup_steps"] = min(config.warmup_steps, 5)
-    return config.with_(**changes)
-
-
-QUICK_SUFFIX = "-quick"
-
-
-# Each family's teacher, against whose dense model its arms' whole-model compression is counted (the
-# LSTM's gate matrices are counted against the teacher's too, as every LSTM study counts them)
-TEACHER_OF = {"kron-transformer": "transformer-course", "transformer-cma": "transformer-course",
-              "lstm-converged": "small"}
-
-
-@functools.lru_cache(maxsize=None)
-def _teacher_report(name, vocab_size):
-    from dkp.training.evaluate import model_report
-    from dkp.training.loop import build_model
-    return model_report(build_model(quick_teacher(name), vocab_size, 0))
-
-
-def size_against_teacher(name, quick_mode=False):
-    """A function of a run's record giving the whole model's parameters and bytes (embedding
-    included, S's non-zeros counted) and its compression against the teacher of family `name`
-    stored dense (parameters and bytes), the teacher's parameter count beside them; for an LSTM also
-    its gate matrices' compression against the teacher's (`gate_compression`)."""
-    teacher = TEACHER_OF[name] + (QUICK_SUFFIX if quick_mode else "")
-
-    def size(run):
-        n_params, n_bytes = run["model"]["n_params"], run["model"]["n_bytes"]
-        vocab_size = next(p["shape"][0] for p in run["model"]["parts"] if p["part"] == "embed")
-        report = _teacher_report(teacher, vocab_size)
-        out = {"n_params": int(n_params), "n_bytes": int(n_bytes), "teacher_params": int(report["n_params"]),
-               "compression": report["n_params"] / n_params, "byte_compression": report["n_bytes"] / n_bytes}
-        if quick_teacher(teacher).model == "lstm":
-            out["gate_compression"] = lstm_size(run["layers"], quick_teacher(teacher).hidden)["compression"]
-        return out
-    return size
+    """The --quick version of a transformer-study arm (`tc.quick_transformer`, at QUICK_SHRINK and
+    QUICK_WHOLE_TOKENS)."""
+    return tc.quick_transformer(config, QUICK_SHRINK, QUICK_WHOLE_TOKENS)
 
 
 def quick_teacher(name):
-    """The config of the teacher "@NAME": config NAME; for "@NAME-quick", NAME's quick version (shrunk as
-    `quick_transformer` shrinks its students, on the whole quick slice, at most 3 epochs)."""
-    if not name.endswith(QUICK_SUFFIX):
-        return get_config(name)
-    config = get_config(name[:-len(QUICK_SUFFIX)])     # at most 3 epochs (the LSTM's 13 would take a minute)
-    return quick_transformer(config).with_(epochs=min(config.epochs, 3), decay_after=min(config.decay_after, 1),
-                                           name=name)
+    """The config of the teacher "@NAME": NAME's, or for NAME-quick its --quick version."""
+    return tc.quick_teacher(name, QUICK_SHRINK, QUICK_WHOLE_TOKENS)
+
+
+def size_against_teacher(name, quick_mode=False):
+    """The sizing function of family `name`'s runs against its teacher (`tc.size_against_teacher`)."""
+    return tc.size_against_teacher(name, quick_teacher(TEACHER_OF[name] + (tc.QUICK_SUFFIX if quick_mode else "")))
 
 
 def quick(config):

@@ -19,8 +19,9 @@ from dkp.compression.quantize import quantize_model, quantized_bytes
 from dkp.core import io
 from dkp.core.data import load_corpus
 from dkp.study import executors, teachers
-from dkp.study.catalog import (QUICK_WHOLE_TOKENS, SCALES, SEARCH, TEACHER_OF, TRANSFORMER, WHOLE, default_out, experiment_arms,
-                                group, lstm_size, planned_seeds, quick, quick_transformer, size_against_teacher)
+from dkp.study.catalog import (QUICK_WHOLE_TOKENS, SCALES, SEARCH, TEACHER_OF, TRANSFORMER, WHOLE, default_out,
+                                experiment_arms, group, lstm_size, planned_seeds, quick, quick_transformer,
+                                size_against_teacher)
 from dkp.study.probes import (CMATracker, LossTrace, PerplexityProbe, SwitchProbe, cma_point, perplexity,
                                     perplexity_s_pruned)
 from dkp.study.records import mean_sd
