@@ -332,8 +332,13 @@ def quick_teacher(name):
 
 
 def size_against_teacher(name, quick_mode=False):
-    """The sizing function of family `name`'s runs against its teacher (`tc.size_against_teacher`)."""
-    return tc.size_against_teacher(name, quick_teacher(TEACHER_OF[name] + (tc.QUICK_SUFFIX if quick_mode else "")))
+    """The sizing function of family `name`'s runs against its teacher (`tc.size_against_teacher`); an
+    LSTM family's also gives its gate matrices' compression against the teacher's (`lstm_size`)."""
+    teacher = quick_teacher(TEACHER_OF[name] + (tc.QUICK_SUFFIX if quick_mode else ""))
+    size = tc.size_against_teacher(teacher)
+    if teacher.model != "lstm":
+        return size
+    return lambda run: {**size(run), "gate_compression": lstm_size(run["layers"], teacher.hidden)["compression"]}
 
 
 def quick(config):

@@ -214,15 +214,12 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
         configs = {k: quick(v) for k, v in configs.items()}
         if name in WHOLE:
             configs = {k: v.with_(train_tokens=QUICK_WHOLE_TOKENS) for k, v in configs.items()}
-    reference_hidden = quick(SCALES[scale]["base"]).hidden if quick_mode else SCALES[scale]["base"].hidden
-    # the --quick runs' teachers are shrunk ones, kept beside their results; the study's under runs/teachers
-    if teacher_root is None:
-        teacher_root = os.path.join(out, "teachers") if quick_mode else teachers.ROOT
+    reference_hidden, size = _sizing(name, quick_mode, scale)
+    teacher_root = teacher_root or _teacher_root(out, quick_mode)
 
     def refresh(arm):
-        _refresh(result["arms"][arm], reference_hidden, size_against_teacher(name, quick_mode) if name in TEACHER_OF
-                 else None)
-    path = os.path.join(out, f"{name}{'-quick' if quick_mode else ''}.json")
+        _refresh(result["arms"][arm], reference_hidden, size)
+    path = _record_path(out, name, quick_mode)
     result = _load_previous(path, name, scale, quick_mode)
     result.update(io.provenance())
     for arm, config in configs.items():
@@ -301,21 +298,36 @@ def refresh_record(name, out=None, quick_mode=False, scale="course", teacher_roo
     summary, its teachers' records) and write it back, training nothing; the runs, their command and
     commit stay as they were, and `refreshed` says which commit derived the rest. Returns the record."""
     out = out or default_out(name)
-    path = os.path.join(out, f"{name}{'-quick' if quick_mode else ''}.json")
+    path = _record_path(out, name, quick_mode)
     if not os.path.exists(path):
         raise ValueError(f"no record of {name} at {path!r} to refresh")
     result = _load_previous(path, name, scale, quick_mode)
-    reference_hidden = quick(SCALES[scale]["base"]).hidden if quick_mode else SCALES[scale]["base"].hidden
-    size = size_against_teacher(name, quick_mode) if name in TEACHER_OF else None
+    reference_hidden, size = _sizing(name, quick_mode, scale)
     for entry in result["arms"].values():
         if entry.get("runs"):
             _refresh(entry, reference_hidden, size)
-    if teacher_root is None:
-        teacher_root = os.path.join(out, "teachers") if quick_mode else teachers.ROOT
-    _record_teachers(result, teacher_root)
+    _record_teachers(result, teacher_root or _teacher_root(out, quick_mode))
     result["refreshed"] = {"commit": io.provenance().get("commit"), "what": "each arm's size and summary, the teachers"}
     io.save_json(path, result)
     return result
+
+
+def _record_path(out, name, quick_mode):
+    """OUT/NAME.json, or OUT/NAME-quick.json for --quick runs: a family's record."""
+    return os.path.join(out, f"{name}{'-quick' if quick_mode else ''}.json")
+
+
+def _teacher_root(out, quick_mode):
+    """Where a family's teachers are kept unless told: the --quick runs' shrunk ones beside their
+    results, the study's under runs/teachers."""
+    return os.path.join(out, "teachers") if quick_mode else teachers.ROOT
+
+
+def _sizing(name, quick_mode, scale):
+    """(the hidden size an LSTM arm's gate matrices are counted against, the family's size function
+    against its teacher or None) of family `name`: what `_refresh` needs."""
+    reference_hidden = quick(SCALES[scale]["base"]).hidden if quick_mode else SCALES[scale]["base"].hidden
+    return reference_hidden, size_against_teacher(name, quick_mode) if name in TEACHER_OF else None
 
 
 def _record_teachers(result, root):
@@ -359,7 +371,7 @@ def _finished_elsewhere(out, path, quick_mode, names):
     shares only within itself)."""
     found = {}
     for name in names:
-        other = os.path.join(out, f"{name}{'-quick' if quick_mode else ''}.json")
+        other = _record_path(out, name, quick_mode)
         if other == path or not os.path.exists(other):
             continue
         try:

@@ -109,23 +109,18 @@ def _teacher_report(config, vocab_size):
     return model_report(build_model(config, vocab_size, 0))
 
 
-def size_against_teacher(name, teacher):
+def size_against_teacher(teacher):
     """A function of a run's record giving the whole model's parameters and bytes (embedding
-    included, S's non-zeros counted) and its compression against the teacher of family `name`
-    stored dense (parameters and bytes), the teacher's parameter count beside them; for an LSTM also
-    its gate matrices' compression against the teacher's (`gate_compression`). `teacher`: the config
-    of TEACHER_OF[name] (or its quick version)."""
+    included, S's non-zeros counted) and its compression against `teacher` (a family's TEACHER_OF
+    config, or its quick version) stored dense (parameters and bytes), the teacher's parameter count
+    beside them."""
 
     def size(run):
         n_params, n_bytes = run["model"]["n_params"], run["model"]["n_bytes"]
         vocab_size = next(p["shape"][0] for p in run["model"]["parts"] if p["part"] == "embed")
         report = _teacher_report(teacher, vocab_size)
-        out = {"n_params": int(n_params), "n_bytes": int(n_bytes), "teacher_params": int(report["n_params"]),
-               "compression": report["n_params"] / n_params, "byte_compression": report["n_bytes"] / n_bytes}
-        if teacher.model == "lstm":       # 8 H^2 parameters in each layer's dense gate matrices
-            dense = len(run["layers"]) * 8 * teacher.hidden ** 2
-            out["gate_compression"] = dense / sum(r["n_params"] for r in run["layers"])
-        return out
+        return {"n_params": int(n_params), "n_bytes": int(n_bytes), "teacher_params": int(report["n_params"]),
+                "compression": report["n_params"] / n_params, "byte_compression": report["n_bytes"] / n_bytes}
     return size
 
 

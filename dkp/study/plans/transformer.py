@@ -91,13 +91,20 @@ def hypotheses():
     ]
 
 
+def teachers_stats(rec):
+    """(mean, sd, n) of the transformer teachers' validation perplexities as the kp-teacher students
+    measured them at step 0 (the full budget's, else the light budget's), or None before either ran."""
+    from dkp.study.records import stats
+    return stats(rec.values(K, "kp-teacher-full", "switch_before") or rec.values(K, "kp-teacher-light", "switch_before"))
+
+
 def against_teacher(rec):
     """{arm: (mean final validation perplexity, its distance from the teachers' mean as a fraction,
     whole-model compression against the teacher, trained seeds)} of every kron-transformer arm that has
     trained every seed of its plan, or {} before the teachers' perplexities are in. Which student is
     best is read from this after the runs, as the plan says (`best_student`)."""
     from dkp.study.records import stats
-    teacher = stats(rec.values(K, "kp-teacher-full", "switch_before") or rec.values(K, "kp-teacher-light", "switch_before"))
+    teacher = teachers_stats(rec)
     result = rec.results.get(K)
     if teacher is None or result is None:
         return {}
@@ -183,4 +190,4 @@ STUDY = Study(
     # only by diverging, never by ending far above another arm (decided before any verdict was read)
     not_trained=None)
 
-__all__ = ["STUDY", "SAYS", "against_teacher", "best_student", "headline", "hypotheses"]
+__all__ = ["STUDY", "SAYS", "against_teacher", "best_student", "headline", "hypotheses", "teachers_stats"]
