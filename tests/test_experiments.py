@@ -232,6 +232,29 @@ def test_a_failed_run_is_reported_and_a_rerun_runs_only_what_is_missing(tmp_path
     assert json.loads((tmp_path / "doping-quick.json").read_text())["last_call"] == again["last_call"]
 
 
+def test_a_call_stopped_midway_keeps_its_wall_time_and_the_next_call_adds_to_it(tmp_path, monkeypatch):
+    """The record's wall time is written with each landed run: a call stopped after its first run
+    (here by an interrupt in the second) leaves that time in the file, and resuming adds to it."""
+    import time
+    calls = []
+
+    def slow_then_stop(config_dict, seed, *a):
+        calls.append(seed)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        time.sleep(0.05)
+        return _fake_run(config_dict, seed)
+    monkeypatch.setattr(ex, "run_one", slow_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        ex.run_experiment("doping", seeds=1, quick_mode=True, out=str(tmp_path), progress=False, only=["kp", "doped-kp"])
+    stopped = json.loads((tmp_path / "doping-quick.json").read_text())
+    assert [a for a, e in stopped["arms"].items() if e["runs"]] == ["kp"] and stopped["wall_seconds"] >= 0.05
+    monkeypatch.setattr(ex, "run_one", _fake_run)
+    again = ex.run_experiment("doping", seeds=1, quick_mode=True, out=str(tmp_path), progress=False,
+                              only=["kp", "doped-kp"])
+    assert again["wall_seconds"] > stopped["wall_seconds"] and again["arms"]["doped-kp"]["seeds"] == [0]
+
+
 def test_any_executor_runs_the_experiment(tmp_path, monkeypatch):
     """Anything with submit() returning futures: a thread pool here, run_one stubbed."""
     from concurrent.futures import ThreadPoolExecutor

@@ -36,10 +36,10 @@ def results_dir(start=None):
 
 
 def wall_time(result):
-    """The wall time a results file records once its experiment has finished, as text."""
+    """The wall time a results file records (its calls', up to the last run that landed), as text."""
     if "wall_seconds" in result:
         return f"{result['wall_seconds'] / 60:.0f} min of wall time"
-    return "no wall time recorded yet (the experiment is still running, or was interrupted)"
+    return "no wall time recorded yet (no run has landed)"
 
 
 def show_verdicts(study, directory, ids=None, rec=None):

@@ -91,10 +91,11 @@ def _recorded(rec, family, metric):
 
 
 def provenance(result):
-    """The line under a family's heading: its command, commit, the wall time of its invocations and
-    what its runs' own training took."""
+    """The line under a family's heading: its command, commit, the wall time of its invocations (written
+    as each run lands, so a call stopped midway counts up to its last run) and what its runs' own
+    training took."""
     wall = (f"{result['wall_seconds'] / 60:.0f} min wall" if "wall_seconds" in result
-            else "no wall time yet: still running, or interrupted")
+            else "no wall time yet: no run has landed")
     runs = [r for e in result["arms"].values() for r in e.get("runs", [])]
     spent = sum(r.get("seconds", 0.0) for r in runs) / 60
     return (f"`{result.get('command')}` (commit {str(result.get('commit'))[:10]}, {wall}; its {len(runs)} runs "

@@ -237,6 +237,10 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
     todo = [(arm, seed) for arm in configs for seed in range(seeds)
             if seed not in {r["seed"] for r in result["arms"][arm]["runs"]}]
     t0 = time.perf_counter()
+    wall_before = result.get("wall_seconds", 0.0)   # earlier calls', kept up to date as runs land
+
+    def wall():
+        return wall_before + (time.perf_counter() - t0)
     for arm in configs:
         if result["arms"][arm]["runs"]:
             refresh(arm)
@@ -251,6 +255,7 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
         entry = result["arms"][arm]
         entry["runs"].append(record)
         refresh(arm)
+        result["wall_seconds"] = wall()      # so that a call stopped midway still counts its time
         io.save_json(path, result)
         if record.get("diverged"):
             tell(arm, record["seed"], record["diverged"])
@@ -278,7 +283,7 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
         finally:
             if bar is not None:
                 bar.close()
-    result["wall_seconds"] = result.get("wall_seconds", 0.0) + (time.perf_counter() - t0)
+    result["wall_seconds"] = wall()
     _record_teachers(result, teacher_root)
     # what this call did, for a notebook to say: runs trained now, runs reused, its seconds
     asked = sum(1 for arm in configs for seed in range(seeds))
