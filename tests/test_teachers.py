@@ -34,6 +34,26 @@ def test_a_teacher_is_trained_once_and_reused(ptb, tmp_path, tiny_teacher, monke
     assert teachers.resolve(tiny_teacher, 5, root=str(tmp_path)) is tiny_teacher   # no teacher: unchanged
 
 
+def test_a_teacher_records_the_command_that_trains_it_again(ptb, tmp_path, tiny_teacher):
+    """A teacher trained by a worker records `python -m dkp train ...` (not the worker's argv), its
+    summary says so, and that command trains the same model, bit for bit."""
+    import numpy as np
+
+    from dkp.__main__ import main
+    first, second = str(tmp_path / "a"), str(tmp_path / "b")
+    path = teachers.ensure_teacher("teacher-test", 2, root=first, corpus=ptb)
+    summary = teachers.summary("teacher-test", 2, root=first)
+    with open(os.path.join(os.path.dirname(path), "metrics.json")) as f:
+        assert json.load(f)["command"] == summary["command"] == teachers.command("teacher-test", 2, first)
+    assert "recorded_command" not in summary
+    again = teachers.command("teacher-test", 2, second).split()
+    assert again[:3] == ["python", "-m", "dkp"] and main(again[3:] + ["--quiet"]) == 0
+    with np.load(path) as a, np.load(os.path.join(second, "teacher-test-seed2", "checkpoint.npz")) as b:
+        arrays = [k for k in a.files if k != "__meta__"]          # the meta holds each run's timings
+        assert a.files == b.files and arrays and all(np.array_equal(a[k], b[k]) for k in arrays)
+    assert "ensure_teacher('teacher-test-quick', 2" in teachers.command("teacher-test-quick", 2, first)
+
+
 def test_a_stale_lock_is_taken_over_and_a_compressed_config_is_no_teacher(ptb, tmp_path, tiny_teacher, monkeypatch):
     lock = tmp_path / "teacher-test-seed1.lock"
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid": 2 ** 22 + 12345}))   # no such process

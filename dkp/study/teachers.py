@@ -23,6 +23,7 @@ import time
 
 from dkp.core import io
 from dkp.study.catalog import quick_teacher
+from dkp.study.transformer_catalog import QUICK_SUFFIX
 from dkp.training.checkpoint import CHECKPOINT
 from dkp.training.loop import train
 
@@ -95,15 +96,29 @@ def ensure_teacher(name, seed, root=ROOT, corpus=None, echo=None):
                 json.dump({"host": socket.gethostname(), "pid": os.getpid()}, f)
             if echo is not None:
                 echo(f"training the teacher {name} for seed {seed} in {folder}")
-            train(config, seed=seed, out=folder, resume=os.path.isfile(path), corpus=corpus, progress=False)
+            train(config, seed=seed, out=folder, resume=os.path.isfile(path), corpus=corpus, progress=False,
+                  command=command(name, seed, root))
         finally:
             os.remove(lock)
     return path
 
 
+def command(name, seed, root=ROOT):
+    """The command line that trains the teacher of `name` for `seed` into its folder under `root`, as
+    `ensure_teacher` does (the same config, seed and folder): `python -m dkp train` for a named
+    config; for a --quick teacher, whose shrunk config has no name on the command line, a call of
+    `ensure_teacher` itself."""
+    if name.endswith(QUICK_SUFFIX):
+        return (f"python -c 'from dkp.study import teachers; teachers.ensure_teacher({name!r}, {int(seed)}, "
+                f"root={root!r})'")
+    return f"python -m dkp train --config {name} --seed {int(seed)} --out {teacher_dir(name, seed, root)}"
+
+
 def summary(name, seed, root=ROOT):
     """What a finished teacher's run recorded (its metrics.json): perplexities, epochs, minutes of
-    training, the command and commit that trained it; None while it is missing or unfinished."""
+    training, the commit that trained it and the command that trains it again (`command`; where the
+    run recorded another, a worker process's argv, that one too as `recorded_command`); None while
+    it is missing or unfinished."""
     folder = teacher_dir(name, seed, root)
     if not finished(folder, quick_teacher(name)):
         return None
@@ -111,7 +126,8 @@ def summary(name, seed, root=ROOT):
     return {"config": name, "seed": int(seed), "final_valid_ppl": m["final_valid_ppl"], "test_ppl": m["test_ppl"],
             "valid_ppl": m["valid_ppl"], "epochs": m["epochs"], "minutes": sum(m["seconds"]) / 60,
             "words_per_sec": m.get("mean_words_per_sec"), "n_params": m["model"]["n_params"],
-            "command": m.get("command"), "commit": m.get("commit")}
+            "command": command(name, seed, root), "commit": m.get("commit"),
+            **({"recorded_command": m.get("command")} if m.get("command") != command(name, seed, root) else {})}
 
 
 def resolve(config, seed, root=ROOT, corpus=None, echo=None):

@@ -283,8 +283,10 @@ def _progress(total, desc, enabled):
     return tqdm(total=total, desc=desc, unit="batch", leave=False, mininterval=1.0, dynamic_ncols=True)
 
 
-def train(config: Config, seed=0, out=None, resume=False, corpus=None, progress=True, hooks=()):
-    """Train `config` (optionally resuming from OUT/checkpoint.npz) and return its metrics dict."""
+def train(config: Config, seed=0, out=None, resume=False, corpus=None, progress=True, hooks=(), command=None):
+    """Train `config` (optionally resuming from OUT/checkpoint.npz) and return its metrics dict.
+    `command`: the command line to record, for a caller whose own (a worker process's) would not
+    say how to train the same model again; default: this process's."""
     trainer = Trainer(config, seed=seed, out=out, corpus=corpus, progress=progress, hooks=hooks)
     if resume:
         if not out:
@@ -292,4 +294,6 @@ def train(config: Config, seed=0, out=None, resume=False, corpus=None, progress=
         trainer.load(os.path.join(out, CHECKPOINT))
         if trainer.seed != seed:
             raise ValueError(f"--seed {seed} differs from the checkpoint's seed {trainer.seed}")
+    if command is not None:
+        trainer.provenance["command"] = command
     return trainer.run()
