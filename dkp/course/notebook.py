@@ -39,7 +39,7 @@ def wall_time(result):
     """The wall time a results file records (its calls', up to the last run that landed), as text."""
     if "wall_seconds" in result:
         return f"{result['wall_seconds'] / 60:.0f} min of wall time"
-    return "no wall time recorded yet (no run has landed)"
+    return "no wall time recorded yet"
 
 
 def show_verdicts(study, directory, ids=None, rec=None):

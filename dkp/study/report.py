@@ -95,7 +95,7 @@ def provenance(result):
     as each run lands, so a call stopped midway counts up to its last run) and what its runs' own
     training took."""
     wall = (f"{result['wall_seconds'] / 60:.0f} min wall" if "wall_seconds" in result
-            else "no wall time yet: no run has landed")
+            else "no wall time recorded yet")
     runs = [r for e in result["arms"].values() for r in e.get("runs", [])]
     spent = sum(r.get("seconds", 0.0) for r in runs) / 60
     return (f"`{result.get('command')}` (commit {str(result.get('commit'))[:10]}, {wall}; its {len(runs)} runs "
