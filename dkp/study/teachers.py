@@ -116,19 +116,17 @@ def command(name, seed, root=ROOT):
 
 def summary(name, seed, root=ROOT):
     """What a finished teacher's run recorded (its metrics.json): perplexities (validation and
-    training, by epoch), epochs, minutes of training, the commit that trained it and the command that
-    trains it again (`command`; where the run recorded another, a worker process's argv, that one too
-    as `recorded_command`); None while it is missing or unfinished."""
+    training, by epoch), epochs, minutes of training, the commit that trained it, and the command
+    that trains it again (not the argv of the process that happened to train it: a worker's, or an
+    experiment's, which may name folders of its machine); None while it is missing or unfinished."""
     folder = teacher_dir(name, seed, root)
     if not finished(folder, quick_teacher(name)):
         return None
     m = io.load_json(os.path.join(folder, "metrics.json"))
-    again = command(name, seed, root)
     return {"config": name, "seed": int(seed), "final_valid_ppl": m["final_valid_ppl"], "test_ppl": m["test_ppl"],
             "valid_ppl": m["valid_ppl"], "train_ppl": m["train_ppl"], "epochs": m["epochs"],
             "minutes": sum(m["seconds"]) / 60, "words_per_sec": m.get("mean_words_per_sec"),
-            "n_params": m["model"]["n_params"], "command": again, "commit": m.get("commit"),
-            **({"recorded_command": m.get("command")} if m.get("command") != again else {})}
+            "n_params": m["model"]["n_params"], "command": command(name, seed, root), "commit": m.get("commit")}
 
 
 def resolve(config, seed, root=ROOT, corpus=None, echo=None):
