@@ -209,6 +209,25 @@ def test_t7_reads_the_teachers_perplexity_from_the_students_switch():
     assert np.isclose(_verdict(rec, "T7").outcome.children[1].children[1].numbers["relative"], 201 / 150 - 1)
 
 
+def test_the_study_cost_counts_a_shared_run_and_a_teacher_once():
+    rec = _every_arm()
+    for entry in rec.results[K]["arms"].values():
+        for r in entry["runs"]:
+            r["seconds"] = 60.0
+    rec.results[K]["teachers"] = {"transformer-course-seed0": {"minutes": 8.0}}
+    shared = rec.results[K]["arms"]["kp-teacher-full"]           # the same config and seeds in a second family
+    rec.results[C] = {"experiment": C, "arms": {"late": {"config": shared["config"], "runs": shared["runs"][:2]},
+                                                   "hold": {"config": {"other": 1}, "runs": [{"seed": 0, "seconds": 120.0}]}},
+                      "teachers": {"transformer-course-seed0": {"minutes": 8.0}}}
+    lines = transformer.cost_lines(rec)
+    n = len(arms()) * 3
+    assert f"- `{K}`: {n} runs, {n} min" in lines
+    assert f"- `{C}`: 1 run, 2 min" in lines                     # its two shared runs are kron-transformer's
+    assert "- the teachers: 1 trained, 8 min" in lines
+    assert f"- in all: {(n + 2 + 8) / 60:.1f} hours" in lines
+    assert transformer.cost_lines(Records({}, catalog.planned_seeds)) == []
+
+
 # --- notebook 12's figures --------------------------------------------------------------------------------
 @pytest.mark.usefixtures("close_figures")
 def test_the_kept_share_is_one_minus_the_squared_error_and_the_figures_draw_it():

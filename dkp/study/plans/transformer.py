@@ -142,6 +142,36 @@ def teacher_lines(rec):
     return ["### The teachers", "", *lines, ""] if lines else []
 
 
+def cost_lines(rec):
+    """What the study cost in minutes of one core, from its records: each family's runs (each run's own
+    `seconds`; a run two families share, the same config and seed, counted once) and the teachers (their
+    `minutes`, each teacher once). Read after the runs; the plan estimated about 7 hours, teachers included."""
+    import json
+    seen, lines, total = set(), [], 0.0
+    for family in (K, C, L):
+        result = rec.results.get(family)
+        if result is None:
+            continue
+        minutes, n = 0.0, 0
+        for entry in result["arms"].values():
+            key = json.dumps(entry["config"], sort_keys=True)
+            for r in entry.get("runs", []):
+                if (key, r["seed"]) not in seen:
+                    seen.add((key, r["seed"]))
+                    minutes, n = minutes + r.get("seconds", 0.0) / 60, n + 1
+        lines.append(f"- `{family}`: {n} run{'' if n == 1 else 's'}, {minutes:.0f} min")
+        total += minutes
+    teachers = {}
+    for result in rec.results.values():
+        teachers.update(result.get("teachers", {}))
+    if teachers:
+        spent = sum(t.get("minutes", 0.0) for t in teachers.values())
+        lines.append(f"- the teachers: {len(teachers)} trained, {spent:.0f} min")
+        total += spent
+    return (["### What the study cost", "", "Minutes of one core, from the records (each run's own time, its probes and evaluations included):",
+             "", *lines, f"- in all: {total / 60:.1f} hours", ""] if lines else [])
+
+
 # The sentence the plan ("What the course will say") fixed for each outcome: (holds, does not hold)
 SAYS = {
     "T1": ("the teacher's start is worth having in a transformer too",
@@ -185,9 +215,9 @@ STUDY = Study(
              Column("valid ppl right after the switch", "switch_after", 1), Column("final valid ppl", "valid"),
              Column("test ppl", "test"), Column("M1 rise", "M1", 1), Column("M4 S off", "M4", 1, 100, "%"),
              Column("int8: ppl cost", "int8_cost", 2, 100, "%")),
-    hypotheses=hypotheses, control=(C, "hold"), sections=(teacher_lines,),
+    hypotheses=hypotheses, control=(C, "hold"), sections=(teacher_lines, cost_lines),
     # its students differ by design (13x and 1.2x from one teacher, light and full budgets): a run fails
     # only by diverging, never by ending far above another arm (decided before any verdict was read)
     not_trained=None)
 
-__all__ = ["STUDY", "SAYS", "against_teacher", "best_student", "headline", "hypotheses", "teachers_stats"]
+__all__ = ["STUDY", "SAYS", "against_teacher", "best_student", "cost_lines", "headline", "hypotheses", "teachers_stats"]
