@@ -304,6 +304,9 @@ def sources():
             for check in _checks(v.hypothesis.test, *v.hypothesis.reported):
                 if getattr(check, "bound", None) is not None:
                     _put(out, f"verdict {v.id}/{check.label}/bound", check.bound, ids)
+    from dkp.study.plans import transformer                  # what the transformer study cost, in all
+    hours = transformer.cost(report.records(transformer.STUDY, STUDY_FOLDERS["transformer"]))[2]
+    _put(out, "transformer/what the study cost/hours of one core", hours, {"study"}, {"hour"})
     for path in sorted(RESULTS.rglob("*.json")):
         rel = str(path.relative_to(RESULTS))
         anchors = {path.stem, path.stem.replace("-", " "), path.parent.name, *RECORD_ANCHORS.get(path.stem, ())}

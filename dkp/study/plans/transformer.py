@@ -142,12 +142,13 @@ def teacher_lines(rec):
     return ["### The teachers", "", *lines, ""] if lines else []
 
 
-def cost_lines(rec):
-    """What the study cost in minutes of one core, from its records: each family's runs (each run's own
-    `seconds`; a run two families share, the same config and seed, counted once) and the teachers (their
-    `minutes`, each teacher once). Read after the runs; the plan estimated about 7 hours, teachers included."""
+def cost(rec):
+    """What the study cost in minutes of one core, from its records: ({family: (runs, minutes)},
+    (teachers, minutes), hours in all). A run's minutes are its own `seconds` (its probes and evaluations
+    included; a run two families share, the same config and seed, counted once); a teacher's are its
+    record's `minutes` (each teacher once). Read after the runs; the plan estimated about 7 hours."""
     import json
-    seen, lines, total = set(), [], 0.0
+    seen, families = set(), {}
     for family in (K, C, L):
         result = rec.results.get(family)
         if result is None:
@@ -159,17 +160,24 @@ def cost_lines(rec):
                 if (key, r["seed"]) not in seen:
                     seen.add((key, r["seed"]))
                     minutes, n = minutes + r.get("seconds", 0.0) / 60, n + 1
-        lines.append(f"- `{family}`: {n} run{'' if n == 1 else 's'}, {minutes:.0f} min")
-        total += minutes
+        families[family] = (n, minutes)
     teachers = {}
     for result in rec.results.values():
         teachers.update(result.get("teachers", {}))
-    if teachers:
-        spent = sum(t.get("minutes", 0.0) for t in teachers.values())
-        lines.append(f"- the teachers: {len(teachers)} trained, {spent:.0f} min")
-        total += spent
-    return (["### What the study cost", "", "Minutes of one core, from the records (each run's own time, its probes and evaluations included):",
-             "", *lines, f"- in all: {total / 60:.1f} hours", ""] if lines else [])
+    spent = (len(teachers), sum(t.get("minutes", 0.0) for t in teachers.values()))
+    return families, spent, (sum(m for _, m in families.values()) + spent[1]) / 60
+
+
+def cost_lines(rec):
+    """The report's section on what the study cost (`cost`), or nothing before any family has a record."""
+    families, (n_teachers, teacher_minutes), hours = cost(rec)
+    if not families:
+        return []
+    lines = [f"- `{family}`: {n} run{'' if n == 1 else 's'}, {minutes:.0f} min" for family, (n, minutes) in families.items()]
+    if n_teachers:
+        lines.append(f"- the teachers: {n_teachers} trained, {teacher_minutes:.0f} min")
+    return ["### What the study cost", "", "Minutes of one core, from the records (each run's own time, its probes and "
+            "evaluations included):", "", *lines, f"- in all: {hours:.1f} hours", ""]
 
 
 # The sentence the plan ("What the course will say") fixed for each outcome: (holds, does not hold)
@@ -220,4 +228,4 @@ STUDY = Study(
     # only by diverging, never by ending far above another arm (decided before any verdict was read)
     not_trained=None)
 
-__all__ = ["STUDY", "SAYS", "against_teacher", "best_student", "cost_lines", "headline", "hypotheses", "teachers_stats"]
+__all__ = ["STUDY", "SAYS", "against_teacher", "best_student", "cost", "cost_lines", "headline", "hypotheses", "teachers_stats"]
