@@ -173,7 +173,8 @@ def cost_lines(rec):
     families, (n_teachers, teacher_minutes), hours = cost(rec)
     if not families:
         return []
-    lines = [f"- `{family}`: {n} run{'' if n == 1 else 's'}, {minutes:.0f} min" for family, (n, minutes) in families.items()]
+    lines = [f"- `{family}`: {n} run{'' if n == 1 else 's'}, {minutes:.0f} min"
+             for family, (n, minutes) in families.items()]
     if n_teachers:
         lines.append(f"- the teachers: {n_teachers} trained, {teacher_minutes:.0f} min")
     return ["### What the study cost", "", "Minutes of one core, from the records (each run's own time, its probes and "
@@ -228,4 +229,5 @@ STUDY = Study(
     # only by diverging, never by ending far above another arm (decided before any verdict was read)
     not_trained=None)
 
-__all__ = ["STUDY", "SAYS", "against_teacher", "best_student", "cost", "cost_lines", "headline", "hypotheses", "teachers_stats"]
+__all__ = ["STUDY", "SAYS", "against_teacher", "best_student", "cost", "cost_lines", "headline", "hypotheses",
+           "teachers_stats"]
