@@ -291,6 +291,10 @@ def sources():
         for ((fa, a), ma), ((fb, b), mb) in itertools.permutations(finals.items(), 2):
             if fa != fb and ma:                  # two arms of different families of one study: final perplexity
                 _put(out, f"{fb}/{b} vs {fa}/{a}/M3/relative", mb / ma - 1, _arm_anchors(a), _arm_anchors(b))
+        if study.name == "transformer":                  # what the study cost, in all
+            from dkp.study.plans import transformer
+            _put(out, "transformer/what the study cost/hours of one core", transformer.cost(rec)[2], {"study"},
+                 {"hour"})
         for v in report.verdicts(study, rec=rec):
             ids = {v.id, v.id.split(":")[0]}
             for o in leaves(v.outcome) + [x for r in v.reported for x in leaves(r)]:
@@ -304,9 +308,6 @@ def sources():
             for check in _checks(v.hypothesis.test, *v.hypothesis.reported):
                 if getattr(check, "bound", None) is not None:
                     _put(out, f"verdict {v.id}/{check.label}/bound", check.bound, ids)
-    from dkp.study.plans import transformer                  # what the transformer study cost, in all
-    hours = transformer.cost(report.records(transformer.STUDY, STUDY_FOLDERS["transformer"]))[2]
-    _put(out, "transformer/what the study cost/hours of one core", hours, {"study"}, {"hour"})
     for path in sorted(RESULTS.rglob("*.json")):
         rel = str(path.relative_to(RESULTS))
         anchors = {path.stem, path.stem.replace("-", " "), path.parent.name, *RECORD_ANCHORS.get(path.stem, ())}

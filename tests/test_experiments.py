@@ -69,10 +69,10 @@ def test_recipes_try_every_kind_of_arm_under_both_recipes():
             assert {k for k in a if a[k] != b[k]} == {"optimizer", "lr"}
             assert {"optimizer": a["optimizer"], "lr": a["lr"]} == sgd and {"optimizer": b["optimizer"], "lr": b["lr"]} == adam
         # the arms of the other experiments are among them, so their runs are shared
-        keys = {ex._key(c.to_dict()) for c in recipes.values()}
-        assert ex._key(catalog.arms("kp-loss", scale)["dense"].to_dict()) in keys
-        assert ex._key(catalog.arms("kp-loss", scale)["kp"].to_dict()) in keys
-        assert ex._key(catalog.arms("cma", scale)["doped-kp"].to_dict()) in keys
+        keys = {ex.run_key(c.to_dict()) for c in recipes.values()}
+        assert ex.run_key(catalog.arms("kp-loss", scale)["dense"].to_dict()) in keys
+        assert ex.run_key(catalog.arms("kp-loss", scale)["kp"].to_dict()) in keys
+        assert ex.run_key(catalog.arms("cma", scale)["doped-kp"].to_dict()) in keys
 
 
 def test_kp_splits_differ_by_the_split_alone():

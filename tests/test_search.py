@@ -32,9 +32,9 @@ def test_each_family_changes_only_what_it_tests():
 
 def test_shared_arms_are_one_config():
     """late-short and early-long appear in several families with one config, so their runs are shared."""
-    late = {ex._key(catalog.search_arms(f)["late-short"].to_dict()) for f in ("cma-timing", "cma-density", "cma-init",
+    late = {ex.run_key(catalog.search_arms(f)["late-short"].to_dict()) for f in ("cma-timing", "cma-density", "cma-init",
                                                                           "cmr-schedule")}
-    early = {ex._key(catalog.search_arms(f)["early-long"].to_dict()) for f in ("cma-timing", "cma-init", "cmr-branch")}
+    early = {ex.run_key(catalog.search_arms(f)["early-long"].to_dict()) for f in ("cma-timing", "cma-init", "cmr-branch")}
     assert len(late) == 1 and len(early) == 1
     assert catalog.search_arms("cma-timing")["early-long"] == catalog.arms("cma")["doped-kp"]   # the course's arm
 

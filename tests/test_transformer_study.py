@@ -216,8 +216,8 @@ def test_the_study_cost_counts_a_shared_run_and_a_teacher_once():
             r["seconds"] = 60.0
     rec.results[K]["teachers"] = {"transformer-course-seed0": {"minutes": 8.0}}
     shared = rec.results[K]["arms"]["kp-teacher-full"]           # the same config and seeds in a second family
-    late = {"config": shared["config"], "runs": shared["runs"][:2]}
-    hold = {"config": {"other": 1}, "runs": [{"seed": 0, "seconds": 120.0}]}
+    late = {"config": {**shared["config"], "name": "late"}, "runs": shared["runs"][:2]}    # another name, same run
+    hold = {"config": {**shared["config"], "lr": 0.5}, "runs": [{"seed": 0, "seconds": 120.0}]}
     rec.results[C] = {"experiment": C, "arms": {"late": late, "hold": hold},
                       "teachers": {"transformer-course-seed0": {"minutes": 8.0}}}
     lines = transformer.cost_lines(rec)

@@ -17,9 +17,17 @@ import numpy as np
 
 from dkp.core import io
 from dkp.study.metrics import run_values
+from dkp.training.configs import normalized
 
 MIN_SEEDS = 3       # the project's rule: a comparison needs at least this many trained seeds a side
 NOT_TRAINED = 2.0   # a final perplexity above this multiple of the family's lowest arm mean
+
+
+def run_key(config_dict):
+    """The identity of a run's config, whichever arm or family it was recorded under: its fields in this
+    code's terms (`normalized`), its name left out. Two records with the same key and seed hold the same
+    run (the runner reuses one family's finished run in another; a report counts it once)."""
+    return tuple(sorted((k, v) for k, v in normalized(config_dict).items() if k != "name"))
 
 
 def load_results(directory, names, quick=False):

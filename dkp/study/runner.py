@@ -24,7 +24,7 @@ from dkp.study.catalog import (QUICK_WHOLE_TOKENS, SCALES, SEARCH, TEACHER_OF, T
                                 size_against_teacher)
 from dkp.study.probes import (CMATracker, LossTrace, PerplexityProbe, SwitchProbe, cma_point, perplexity,
                                     perplexity_s_pruned)
-from dkp.study.records import mean_sd
+from dkp.study.records import mean_sd, run_key
 from dkp.training.configs import Config, normalized
 from dkp.training.evaluate import evaluate, layer_report
 from dkp.training.loop import Trainer, TrainingDiverged
@@ -64,9 +64,9 @@ QUICK_COURSE_PROBES = dict(COURSE_PROBES, tokens=5_000, stats_tokens=1_000)
 
 def run_dir(out, config, seed):
     """Where a run's trained model is kept (checkpoint.npz and metrics.json, as `train` writes
-    them): OUT/models/NAME-KEY-seedS, KEY a hash of the config as `_key` sees it (what makes two
+    them): OUT/models/NAME-KEY-seedS, KEY a hash of the config as `run_key` sees it (what makes two
     experiments' arms the same run)."""
-    key = hashlib.sha1(repr(_key(config.to_dict())).encode()).hexdigest()[:12]
+    key = hashlib.sha1(repr(run_key(config.to_dict())).encode()).hexdigest()[:12]
     return os.path.join(out, "models", f"{config.name}-{key}-seed{seed}")
 
 
@@ -231,7 +231,7 @@ def run_experiment(name, seeds=None, quick_mode=False, scale="course", out=None,
     for arm, config in configs.items():
         have = {r["seed"] for r in result["arms"][arm]["runs"]}
         for seed in range(seeds):
-            record = shared.get((_key(config.to_dict()), seed))
+            record = shared.get((run_key(config.to_dict()), seed))
             if seed not in have and record is not None:  # the same arm and seed, run by another experiment
                 result["arms"][arm]["runs"].append(record)
     todo = [(arm, seed) for arm in configs for seed in range(seeds)
@@ -366,10 +366,6 @@ def _refresh(entry, reference_hidden, size=None):
     entry.update(measured, summary=summarize(entry["runs"]))
 
 
-def _key(config_dict):
-    return tuple(sorted((k, v) for k, v in normalized(config_dict).items() if k != "name"))
-
-
 def _finished_elsewhere(out, path, quick_mode, names):
     """{(config key, seed): run record} from the JSON of the other experiments `names` in `out`
     (same quick mode; the course's and the search's runs record different probes, so each group
@@ -385,7 +381,7 @@ def _finished_elsewhere(out, path, quick_mode, names):
             continue
         for entry in data.get("arms", {}).values():
             for run in entry.get("runs", []):
-                found.setdefault((_key(entry["config"]), run["seed"]), run)
+                found.setdefault((run_key(entry["config"]), run["seed"]), run)
     return found
 
 

@@ -147,7 +147,7 @@ def cost(rec):
     (teachers, minutes), hours in all). A run's minutes are its own `seconds` (its probes and evaluations
     included; a run two families share, the same config and seed, counted once); a teacher's are its
     record's `minutes` (each teacher once). Read after the runs; the plan estimated about 7 hours."""
-    import json
+    from dkp.study.records import run_key
     seen, families = set(), {}
     for family in (K, C, L):
         result = rec.results.get(family)
@@ -155,7 +155,7 @@ def cost(rec):
             continue
         minutes, n = 0.0, 0
         for entry in result["arms"].values():
-            key = json.dumps(entry["config"], sort_keys=True)
+            key = run_key(entry["config"])
             for r in entry.get("runs", []):
                 if (key, r["seed"]) not in seen:
                     seen.add((key, r["seed"]))
